@@ -1,0 +1,82 @@
+"""What every language-model network shares: token embedding → body → output layer.
+
+A network maps token ids ``idx`` [B, T] to next-token logits [B, T, V], causally: the output at t
+depends on ``idx[:, :t+1]`` only. Subclasses write ``body`` (embeddings [B, T, E] → features
+[B, T, D]); the output layer (plain, tied to the embedding, or adaptive softmax) lives here once.
+Data facts (``vocab_size``, ``max_len``) come from the datamodule, hyperparameters from the config.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100  # target value of padded positions
+
+
+def sequence_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
+    """(summed NLL over non-padded targets, number of such targets); no host sync."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                            reduction="sum", label_smoothing=label_smoothing)
+    return total, (targets != IGNORE_INDEX).sum()
+
+
+class TokenLM(nn.Module):
+    def __init__(self, vocab_size: int, embed_dim: int, out_dim: int, dropout: float = 0.0,
+                 tie_weights: bool = False, adaptive_cutoffs: Sequence[int] | None = None):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.drop = nn.Dropout(dropout)
+        # Tying needs the features in embedding space: project when the widths differ.
+        self.proj = nn.Linear(out_dim, embed_dim) if tie_weights and out_dim != embed_dim else nn.Identity()
+        head_in = embed_dim if tie_weights else out_dim
+        self.adaptive = bool(adaptive_cutoffs)
+        if self.adaptive:
+            if tie_weights:
+                raise ValueError("model.tie_weights and model.adaptive_cutoffs cannot be combined")
+            cutoffs = [c for c in adaptive_cutoffs if 0 < c < vocab_size - 1]
+            if not cutoffs:
+                raise ValueError(f"model.adaptive_cutoffs={list(adaptive_cutoffs)} leaves no cluster "
+                                 f"below vocab_size={vocab_size}")
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(head_in, vocab_size, cutoffs=cutoffs, div_value=4.0)
+        else:
+            self.head = nn.Linear(head_in, vocab_size)
+            if tie_weights:
+                self.head.weight = self.embed.weight
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, E] -> [B, T, D]
+        raise NotImplementedError
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.body(self.drop(self.embed(idx))))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.hidden(idx)
+        if self.adaptive:  # full log-probabilities: used for generation and beam search
+            return self.head.log_prob(h.flatten(0, 1)).view(*h.shape[:2], self.vocab_size)
+        return self.head(h)
+
+    def nll(self, idx: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
+        """(summed NLL, token count): the adaptive softmax never forms the full [B, T, V] logits."""
+        h = self.hidden(idx)
+        if not self.adaptive:
+            return sequence_nll(self.head(h), targets, label_smoothing)
+        if label_smoothing:
+            raise ValueError("label smoothing is not supported with model.adaptive_cutoffs")
+        keep = targets != IGNORE_INDEX
+        out = self.head(h[keep].float(), targets[keep])
+        return -out.output.sum(), keep.sum()
+
+
+def left_context(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Sliding windows of the last ``size`` positions: [B, T, ...] -> [B, T, size, ...].
+
+    Sequences start with the boundary token, so the context before the start is that token
+    repeated (makemore's convention): the windows equal the seed's fixed-context examples.
+    """
+    pad = x[:, :1].expand(x.shape[0], size - 1, *x.shape[2:])
+    x = torch.cat([pad, x], dim=1)
+    return x.unfold(1, size, 1).movedim(-1, 2)

@@ -1,0 +1,103 @@
+"""Decoding from any causal language model: ancestral sampling (temperature, top-k, top-p), greedy, beam.
+
+The network is re-run on the whole prefix at each step: every architecture works unchanged (no cache
+to keep per model), and names/code sequences here are short enough for that to be cheap.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _next_logprobs(net, idx: torch.Tensor, max_len: int | None) -> torch.Tensor:
+    ctx = idx if max_len is None else idx[:, -max_len:]
+    return F.log_softmax(net(ctx)[:, -1].float(), dim=-1)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Keep the top-k tokens and/or the smallest set whose probability reaches top_p; mask the rest."""
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p      # tokens entirely past the nucleus
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample(net, prefix: list[int], eos_id: int, num_samples: int = 1, max_new_tokens: int = 32,
+           temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           greedy: bool = False, max_len: int | None = None, generator: torch.Generator | None = None,
+           banned: list[int] | None = None) -> list[list[int]]:
+    """Continue ``prefix`` ``num_samples`` times; each continuation stops at EOS (not included)."""
+    device = next(iter(net.buffers()), next(net.parameters(), None))
+    device = device.device if device is not None else torch.device("cpu")
+    idx = torch.tensor([prefix] * num_samples, dtype=torch.long, device=device)
+    done = torch.zeros(num_samples, dtype=torch.bool, device=device)
+    for _ in range(max_new_tokens):
+        logp = _next_logprobs(net, idx, max_len)
+        if banned:
+            logp[:, banned] = float("-inf")
+        if greedy:
+            nxt = logp.argmax(-1)
+        else:
+            probs = filter_logits(logp / temperature, top_k, top_p).softmax(-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+        idx = torch.cat([idx, nxt[:, None]], 1)
+        done |= nxt == eos_id
+        if bool(done.all()):
+            break
+    out = []
+    for row in idx[:, len(prefix):].tolist():
+        out.append(row[: row.index(eos_id)] if eos_id in row else row)
+    return out
+
+
+@torch.no_grad()
+def beam_search(net, prefix: list[int], eos_id: int, beam_size: int = 4, max_new_tokens: int = 32,
+                max_len: int | None = None, length_penalty: float = 0.0,
+                banned: list[int] | None = None) -> list[tuple[list[int], float]]:
+    """Best continuations by total log-probability / len^length_penalty, best first.
+
+    With beam_size=1 this is exactly greedy decoding.
+    """
+    device = next(iter(net.buffers()), next(net.parameters(), None))
+    device = device.device if device is not None else torch.device("cpu")
+    beams = [(list(prefix), 0.0)]
+    finished: list[tuple[list[int], float]] = []
+
+    def score(seq, lp):
+        return lp / max(len(seq) - len(prefix), 1) ** length_penalty
+
+    for _ in range(max_new_tokens):
+        idx = torch.tensor([b[0] for b in beams], dtype=torch.long, device=device)
+        logp = _next_logprobs(net, idx, max_len)
+        if banned:
+            logp[:, banned] = float("-inf")
+        total = (torch.tensor([b[1] for b in beams], device=device)[:, None] + logp).flatten()
+        top = torch.topk(total, min(beam_size * 2, total.numel()))
+        nxt_beams = []
+        for value, flat in zip(top.values.tolist(), top.indices.tolist()):
+            b, tok = divmod(flat, logp.shape[1])
+            seq = beams[b][0] + [tok]
+            if tok == eos_id:
+                finished.append((seq[:-1], value))
+            else:
+                nxt_beams.append((seq, value))
+            if len(nxt_beams) == beam_size:
+                break
+        # Stop once no open beam can beat the worst finished one we would keep.
+        finished.sort(key=lambda f: score(*f), reverse=True)
+        if len(finished) >= beam_size and (not nxt_beams or nxt_beams[0][1] <= finished[beam_size - 1][1]
+                                           and length_penalty == 0):
+            break
+        beams = nxt_beams
+        if not beams:
+            break
+    finished += [(s, v) for s, v in beams]
+    finished.sort(key=lambda f: score(*f), reverse=True)
+    return [(seq[len(prefix):], lp) for seq, lp in finished[:beam_size]]

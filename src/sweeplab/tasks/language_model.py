@@ -1,0 +1,116 @@
+"""One LightningModule for next-token prediction with any causal network (neural or count-based)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torchmetrics import MeanMetric
+
+from sweeplab.models.base import IGNORE_INDEX, sequence_nll
+from sweeplab.runs.record import write_text
+from sweeplab.tasks.base import Task
+from sweeplab.tasks.generation import sample
+
+LN2 = math.log(2)
+
+
+class LanguageModelTask(Task):
+    def __init__(self, net, optimizer=None, scheduler=None, loss=None, meta=None, num_samples: int = 20,
+                 sample_temperature: float = 1.0, sample_prefix: str = "", max_new_tokens: int = 32):
+        super().__init__(net, optimizer, scheduler, loss, meta)
+        self.num_samples, self.sample_temperature = num_samples, sample_temperature
+        self.sample_prefix, self.max_new_tokens = sample_prefix, max_new_tokens
+        self.counting = hasattr(net, "fit_batch")
+        self.unk_id = (self.meta.get("vocab") or {}).get("unk_id")
+        # Token-weighted means: the loss of a split is the mean NLL per predicted token, padding excluded.
+        # (ModuleDict keys cannot be "train": that is nn.Module.train.)
+        self.nll = torch.nn.ModuleDict({f"{s}_": MeanMetric(nan_strategy="disable") for s in ("train", "val", "test")})
+        self.unk = torch.nn.ModuleDict({f"{s}_": MeanMetric(nan_strategy="disable") for s in ("val", "test")})
+
+    def forward(self, idx):
+        return self.net(idx)
+
+    def _nll(self, x, y, label_smoothing=0.0):
+        if hasattr(self.net, "nll"):
+            return self.net.nll(x, y, label_smoothing)
+        return sequence_nll(self.net(x), y, label_smoothing)
+
+    # -------------------------------------------------------------- training
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.counting:  # n-grams: count this batch; nothing to optimise
+            self.net.fit_batch(x, y)
+            return None
+        smoothing = self.current_label_smoothing()
+        total, count = self._nll(x, y, smoothing)
+        loss = total / count.clamp(min=1)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        if not smoothing:
+            self.nll["train_"].update(loss.detach(), count)
+        return loss
+
+    def on_train_epoch_end(self):
+        if self.counting:
+            self.net.finalize()
+            self.trainer.should_stop = True  # one pass over the data fits the counts
+            return
+        if self.nll["train_"].update_called:
+            self.log("train/epoch_loss", self.nll["train_"].compute())
+        self.nll["train_"].reset()
+
+    # -------------------------------------------------------------- evaluation
+    def _eval_step(self, batch, split):
+        x, y = batch
+        total, count = self._nll(x, y)
+        self.nll[f"{split}_"].update(total / count.clamp(min=1), count)
+        if self.unk_id is not None:
+            keep = y != IGNORE_INDEX
+            self.unk[f"{split}_"].update((y[keep] == self.unk_id).float().mean(), count)
+
+    def _eval_epoch_end(self, split):
+        metric = self.nll[f"{split}_"]
+        if not metric.update_called:
+            return
+        loss = metric.compute()
+        self.log_dict({f"{split}/loss": loss, f"{split}/ppl": loss.exp(), f"{split}/bpc": loss / LN2},
+                      prog_bar=(split == "val"))
+        if self.unk_id is not None and self.unk[f"{split}_"].update_called:
+            self.log(f"{split}/unk_rate", self.unk[f"{split}_"].compute())
+            self.unk[f"{split}_"].reset()
+        metric.reset()
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_start(self):
+        if self.counting:  # validation runs before on_train_epoch_end: turn the counts so far into probabilities
+            self.net.finalize()
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    # -------------------------------------------------------------- artifacts
+    def write_artifacts(self, out_dir: Path, datamodule) -> dict:
+        if not self.num_samples:
+            return {}
+        vocab = datamodule.vocab
+        was_training = self.net.training
+        self.net.eval()
+        prefix = [vocab.bos_id] + vocab.encode(self.sample_prefix)
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        outs = sample(self.net, prefix, vocab.eos_id, num_samples=self.num_samples,
+                      max_new_tokens=self.max_new_tokens, temperature=self.sample_temperature,
+                      max_len=datamodule.model_kwargs()["max_len"], generator=gen,
+                      banned=[i for i in (vocab.pad_id, vocab.bos_id, vocab.unk_id)
+                              if i is not None and i != vocab.eos_id])
+        self.net.train(was_training)
+        texts = [vocab.decode(vocab.lookup(vocab.tokens(self.sample_prefix)) + o) for o in outs]
+        write_text(out_dir / "samples.txt", "\n".join(texts) + "\n")
+        return {}
