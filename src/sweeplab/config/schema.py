@@ -172,6 +172,13 @@ class LanguageModelTaskConf:
     max_new_tokens: int = rng(32, ge=1)
 
 
+@schema("task", "lensing")
+@dataclass
+class ImageClassifierTaskConf:
+    mixup_alpha: float = rng(0.0, ge=0)
+    cutmix_alpha: float = rng(0.0, ge=0)
+
+
 # ---------------------------------------------------------------- data
 @schema("data", "names")
 @dataclass
@@ -183,6 +190,29 @@ class NamesDataConf:
     batch_size: int = rng(32, ge=1)
     num_workers: int = rng(0, ge=0)
     lowercase: bool = False
+
+
+@schema("data", "lensing")
+@dataclass
+class LensingDataConf:
+    path: Optional[str] = None
+    classes: List[str] = rng(["no", "sphere", "vort"])
+    test_fraction: float = rng(0.1, gt=0, lt=1)
+    split_seed: int = rng(42, ge=0)
+    image_size: int = rng(64, ge=8)
+    train_per_class: int = rng(1500, ge=2)
+    val_per_class: int = rng(300, ge=1)
+    difficulty: Any = "high"  # high | medium | realistic | [lo, hi]: checked by the datamodule
+    n_subhalos: List[int] = rng([2, 5], ge=1)
+    vortex_points: int = rng(12, ge=2)
+    noise: float = rng(0.0, ge=0)
+    psf_fwhm: float = rng(0.0, ge=0)
+    sim_seed: int = rng(0, ge=0)
+    on_the_fly: bool = False
+    cache_dir: str = ""
+    augment: List[str] = rng([], choices=("rot90", "flip"))
+    batch_size: int = rng(64, ge=1)
+    num_workers: int = rng(0, ge=0)
 
 
 # ---------------------------------------------------------------- models (language models)
@@ -226,3 +256,25 @@ class TransformerConf(TokenLMConf):
 class NGramConf:
     order: int = rng(2, ge=1, le=6)
     smoothing: float = rng(1.0, gt=0)
+
+
+# ---------------------------------------------------------------- models (image classifiers)
+@schema("model", "densenet_cbam")
+@dataclass
+class DenseNetCBAMConf:
+    width: int = rng(12, ge=1)
+    depth: int = rng(4, ge=1)
+    dropout: float = rng(0.2, ge=0, lt=1)
+    blocks: int = rng(3, ge=1)
+    reduction: float = rng(0.5, gt=0, le=1)
+    attention_reduction: int = rng(8, ge=1)
+    neck_dim: int = rng(128, ge=1)
+
+
+@schema("model", "resnet")
+@dataclass
+class ResNetConf:
+    width: int = rng(16, ge=1)
+    depth: int = rng(2, ge=1)
+    dropout: float = rng(0.2, ge=0, lt=1)
+    stages: int = rng(4, ge=1)

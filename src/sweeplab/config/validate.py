@@ -32,24 +32,31 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+def all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Every key path, nodes and leaves (`model`, `model.dropout`, ...)."""
     out = []
     for k in cfg.keys():
         if str(k) in INSTANTIATE_KEYS:
             continue
+        path = _join(prefix, str(k))
         node = cfg._get_node(k)
-        out += leaf_keys(node, _join(prefix, str(k))) if isinstance(node, DictConfig) else [_join(prefix, str(k))]
+        out += [path] + (all_keys(node, path) if isinstance(node, DictConfig) else [])
     return out
 
 
 def suggest_full_key(key: str, cfg: DictConfig) -> str:
-    """Closest existing key for an unknown one: by full path, else by its last part (`lr` → `optimizer.lr`)."""
-    keys = leaf_keys(cfg)
+    """Closest existing key for an unknown one: the same name elsewhere (`lr` → `optimizer.lr`), else the
+    closest full path, else the closest last part."""
+    keys = [k for k in all_keys(cfg) if k != key and not k.startswith(f"{key}.")]
+    last = key.rsplit(".", 1)[-1]
+    by_last: dict[str, str] = {}
+    for k in keys:
+        by_last.setdefault(k.rsplit(".", 1)[-1], k)
+    if last in by_last:
+        return f" (did you mean '{by_last[last]}'?)"
     hint = did_you_mean(key, keys)
     if hint:
         return hint
-    last = key.rsplit(".", 1)[-1]
-    by_last = {k.rsplit(".", 1)[-1]: k for k in keys}
     match = difflib.get_close_matches(last, list(by_last), n=1, cutoff=0.6)
     return f" (did you mean '{by_last[match[0]]}'?)" if match else ""
 
@@ -111,8 +118,8 @@ def check_node(node: DictConfig, schema: type, path: str, extra_keys: Iterable[s
         if key in INSTANTIATE_KEYS or key in extra_keys:
             continue
         if key not in names:
-            raise ConfigError(f"unknown key '{_join(path, key)}'{did_you_mean(key, names)}; "
-                              f"valid keys: {', '.join(names)}")
+            raise ConfigError(f"unknown key '{_join(path, key)}'{did_you_mean(key, [*names, *extra_keys])}; "
+                              f"valid keys: {', '.join(names)}{', ...' if extra_keys else ''}")
     for f in fields(schema):
         if f.name not in node:
             continue

@@ -1,6 +1,7 @@
 """Callbacks and loggers from the config (Lightning's own classes; sweeplab adds RunHistory)."""
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -10,6 +11,10 @@ from pytorch_lightning import callbacks as plc
 from pytorch_lightning.loggers import CSVLogger
 
 from sweeplab.runs.callbacks import RunHistory
+
+# Lightning advertises its cloud products at every Trainer start; keep the run logs about the run.
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip"))
 
 
 def build_callbacks(cfg: DictConfig, out: Path, trainable: bool = True):

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeplab.config.validate import ConfigError, validate
 from sweeplab.runs.record import METRICS_FILE, read_metrics, write_json, write_text
+from sweeplab.sweeps.gpus import claim_gpu
 
 log = logging.getLogger("sweeplab")
 
@@ -47,9 +48,14 @@ def run_job(cfg: DictConfig) -> float:
     if multirun and previous and previous.get("status") == "completed":
         log.info("skipping %s: already completed", out)  # rerunning a sweep into the same dir resumes it
         return float(previous.get("objective", worst(cfg.monitor_mode)))
+    if multirun and not cfg.ckpt_path and previous and previous.get("status") in ("running", "interrupted") \
+            and (out / "checkpoints" / "last.ckpt").is_file():
+        cfg.ckpt_path = "last"  # killed ("running" left behind) or interrupted in an earlier launch: go on
     t0 = time.perf_counter()
     try:
         validate(cfg, choices)
+        if (gpu := claim_gpu()) is not None:  # before torch touches CUDA (hydra/launcher=gpus)
+            record["cuda_visible_devices"] = gpu
         write_json(out / METRICS_FILE, record)
         train(cfg, out, record)
         record["status"] = "completed"
@@ -100,6 +106,7 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
 
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.runs.plots import plot_curves
+    from sweeplab.sweeps.resume import ResumeState, continue_csv_logs
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data)
@@ -115,14 +122,23 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
         scheduler=instantiate(cfg.scheduler, _convert_="all"), loss=OmegaConf.to_container(cfg.loss), meta=meta)
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     callbacks, history = build_callbacks(cfg, out, trainable=task.trainable)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg, out),
-                          enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks))
+    loggers, ckpt = build_loggers(cfg, out), resolve_ckpt(cfg.ckpt_path, out)
+    if ckpt:
+        result["resumed_from"] = ckpt
+    resumed_csv = out / "metrics.csv" if ckpt and (out / "metrics.csv").is_file() else None
+    if resumed_csv:
+        continue_csv_logs(loggers)  # resuming this run: metrics.csv goes on instead of starting over
+    callbacks.append(ResumeState(history, resumed_csv))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                          enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
+                          # nothing to clip for count-based models (Lightning refuses it without an optimizer)
+                          **({} if task.trainable else {"gradient_clip_val": None}))
     facts = dm.stats() if hasattr(dm, "stats") else {}
     log.info("data: %s", ", ".join(f"{k}={v}" for k, v in facts.items()))
     log.info("model: %s with %s trainable parameters", type(net).__name__, f"{params:,}")
     result.update(params=params, data=facts)
     try:
-        trainer.fit(task, datamodule=dm, ckpt_path=resolve_ckpt(cfg.ckpt_path, out))
+        trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
     except SystemExit:
         # Lightning turns Ctrl-C into on_exception(KeyboardInterrupt) + sys.exit(1).
         if history.interrupted:

@@ -46,7 +46,7 @@ class Task(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         if not self.trainable or self.optimizer_factory is None:
-            return None
+            return []  # count-based models: nothing to optimise ([] rather than None, which Lightning warns about)
         wd = self.optimizer_factory.keywords.get("weight_decay", 0.0)
         optimizer = self.optimizer_factory(param_groups(self.net, wd))
         if self.scheduler_factory is None:

@@ -22,6 +22,8 @@ class LanguageModelTask(Task):
         self.num_samples, self.sample_temperature = num_samples, sample_temperature
         self.sample_prefix, self.max_new_tokens = sample_prefix, max_new_tokens
         self.counting = hasattr(net, "fit_batch")
+        # Counting needs no backward pass: manual optimisation lets training_step return nothing.
+        self.automatic_optimization = not self.counting
         self.unk_id = (self.meta.get("vocab") or {}).get("unk_id")
         # Token-weighted means: the loss of a split is the mean NLL per predicted token, padding excluded.
         # (ModuleDict keys cannot be "train": that is nn.Module.train.)

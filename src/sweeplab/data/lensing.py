@@ -1,0 +1,314 @@
+"""Strong-lensing substructure images (issue 6): the DeepLense layout, real or simulated.
+
+Layout: ``<root>/train/<class>/*.npy`` and ``<root>/val/<class>/*.npy``, each file an image (C, S, S) (or
+(S, S)) of floats. As in the seed, ``train/`` is split 90/10 into train and test (stratified by class, by
+``split_seed``) and ``val/`` is the validation set. With no ``path`` the layout is simulated with caustics
+(``data/lensing_sim.py``) into the cache dir once, or rendered batch by batch with ``on_the_fly``.
+
+Every file is checked when the data set is set up, from its .npy header alone (shape, dtype, length), so
+a bad file fails at once with a one-line ``DataError`` naming it rather than mid-epoch.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sweeplab.data import lensing_sim as ls
+from sweeplab.data.errors import DataError
+
+log = logging.getLogger("sweeplab")
+AUGMENTATIONS = ("rot90", "flip")
+
+
+# ------------------------------------------------------------------ file checks
+def npy_header(path: Path) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of a .npy file, checking that the data the header promises is all there."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _fortran, dtype = read(f)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy file (corrupt?): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds Python objects (dtype {dtype}); expected a float image")
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < need:
+        raise DataError(f"{path}: truncated (corrupt): {size} bytes, its header needs {need}")
+    return tuple(shape), dtype
+
+
+def image_shape(path: Path, shape: tuple, dtype: np.dtype) -> tuple[int, int, int]:
+    """Validate one file's header against the image contract; returns (C, H, W)."""
+    if dtype.kind != "f":
+        raise DataError(f"{path}: dtype {dtype} is not a float image (expected float32, min-max scaled)")
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or shape[1] != shape[2] or shape[0] < 1 or shape[1] < 4:
+        raise DataError(f"{path}: shape {shape} is not an image (1, S, S) (or (S, S), or (C, S, S) with C channels)")
+    return shape
+
+
+def scan_split(root: Path, split: str, classes: Sequence[str]) -> tuple[list[Path], list[int]]:
+    """Files and labels of ``root/split``; errors for a missing or empty class, or unknown class folders."""
+    base = root / split
+    if not base.is_dir():
+        raise DataError(f"missing folder {base}: expected {root}/{{train,val}}/{{{','.join(classes)}}}/*.npy")
+    present = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [c for c in present if c not in classes]
+    if unknown:
+        raise DataError(f"unknown class folder(s) in {base}: {', '.join(unknown)}; expected {', '.join(classes)} "
+                        f"(set data.classes to use other names)")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        folder = base / name
+        if not folder.is_dir():
+            raise DataError(f"missing class folder {folder} (classes: {', '.join(classes)})")
+        found = sorted(folder.glob("*.npy"))
+        if not found:
+            raise DataError(f"empty class folder {folder}: no .npy files")
+        files += found
+        labels += [label] * len(found)
+    return files, labels
+
+
+def check_files(files: Sequence[Path], expect: tuple | None = None) -> tuple[int, int, int]:
+    """Every file's header: the same image shape throughout (the first file sets it unless ``expect``)."""
+    first = None
+    for path in files:
+        shape = image_shape(path, *npy_header(path))
+        if expect is None:
+            expect, first = shape, path
+        elif shape != expect:
+            like = f"the first file {first}" if first else "the training images"
+            raise DataError(f"{path}: shape {shape} differs from {expect} of {like}")
+    return expect
+
+
+def load_image(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot be loaded (corrupt?): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not np.isfinite(arr).all():
+        raise DataError(f"{path}: contains NaN or infinite values")
+    return arr.reshape(1, *arr.shape) if arr.ndim == 2 else arr
+
+
+# ------------------------------------------------------------------ data sets
+def augment_batch(x: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+    """Random 90° rotations and flips: symmetries of the lensing problem (no preferred axis on the sky)."""
+    if "rot90" in kinds:
+        x = torch.rot90(x, int(torch.randint(4, ())), dims=(-2, -1))
+    if "flip" in kinds and bool(torch.randint(2, ())):
+        x = torch.flip(x, dims=(-1,))
+    return x
+
+
+class NpyImages(Dataset):
+    """Images read from their files on demand (a DeepLense-size set does not fit in memory comfortably)."""
+
+    def __init__(self, files: Sequence[Path], labels: Sequence[int], augment: Sequence[str] = ()):
+        self.files, self.labels, self.augment = list(files), list(labels), tuple(augment)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(load_image(self.files[i]).astype(np.float32, copy=False))
+        return (augment_batch(x, self.augment) if self.augment else x), self.labels[i]
+
+
+class SimulatedImages(Dataset):
+    """Simulated on the fly: a whole batch is rendered in one vmapped caustics call (``__getitems__``)."""
+
+    def __init__(self, cfg: ls.SimConfig, items: Sequence[tuple[int, int]], augment: Sequence[str] = ()):
+        self.cfg, self.items, self.augment = cfg, list(items), tuple(augment)
+        self.labels = [c for c, _ in self.items]
+        self._sim = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def sim(self) -> ls.LensSimulator:
+        if self._sim is None:  # built lazily: in the DataLoader worker when there are workers
+            self._sim = ls.LensSimulator(self.cfg)
+        return self._sim
+
+    def __getitems__(self, rows: Sequence[int]):
+        params = [ls.draw_params(self.cfg, *self.items[r]) for r in rows]
+        x = torch.from_numpy(self.sim.render(params))
+        return [((augment_batch(img, self.augment) if self.augment else img), self.items[r][0])
+                for img, r in zip(x, rows)]
+
+    def __getitem__(self, r: int):
+        return self.__getitems__([r])[0]
+
+    def __getstate__(self):  # caustics modules do not pickle; workers rebuild the simulator
+        return {**self.__dict__, "_sim": None}
+
+
+def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(keep, held-out) row indices: ``fraction`` of every class held out, by a seeded permutation."""
+    labels = np.asarray(labels)
+    gen = torch.Generator().manual_seed(seed)
+    keep, held = [], []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) < 2:
+            raise DataError(f"class {int(c)} has {len(rows)} training image(s): need 2 or more to split off a test set")
+        rows = rows[torch.randperm(len(rows), generator=gen).numpy()]
+        n = min(max(int(round(fraction * len(rows))), 1), len(rows) - 1)
+        held += rows[:n].tolist()
+        keep += rows[n:].tolist()
+    return sorted(keep), sorted(held)
+
+
+def interleave(rows: Sequence[int], labels: Sequence[int]) -> list[int]:
+    """Rows reordered class by class in turn (a, b, c, a, b, c, ...): evaluation loaders are not shuffled, and
+    this way any first batches (fast_dev_run, limit_val_batches) still hold every class."""
+    by_class: dict[int, list[int]] = {}
+    for r in rows:
+        by_class.setdefault(labels[r], []).append(r)
+    queues = [by_class[c] for c in sorted(by_class)]
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+# ------------------------------------------------------------------ the datamodule
+class LensingDataModule(pl.LightningDataModule):
+    def __init__(self, path: str | None = None, classes: Sequence[str] = ls.CLASS_NAMES, test_fraction: float = 0.1,
+                 split_seed: int = 42, image_size: int = 64, train_per_class: int = 2000, val_per_class: int = 300,
+                 difficulty: Any = "high", n_subhalos: Sequence[int] = (2, 5), vortex_points: int = 12,
+                 noise: float = 0.0, psf_fwhm: float = 0.0, sim_seed: int = 0, on_the_fly: bool = False,
+                 augment: Sequence[str] = (), batch_size: int = 64, num_workers: int = 0, cache_dir: str | None = None):
+        super().__init__()
+        self.path = Path(path).expanduser() if path else None
+        self.class_names = list(classes)
+        if len(set(self.class_names)) != len(self.class_names) or len(self.class_names) < 2:
+            raise DataError(f"data.classes={self.class_names}: need two or more distinct class names")
+        unknown = [a for a in augment if a not in AUGMENTATIONS]
+        if unknown:
+            raise DataError(f"data.augment: unknown {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
+        self.augment = list(augment)
+        self.test_fraction, self.split_seed = float(test_fraction), int(split_seed)
+        self.train_per_class, self.val_per_class = int(train_per_class), int(val_per_class)
+        self.on_the_fly = bool(on_the_fly)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "sweeplab").expanduser()
+        self.sim_cfg = None
+        if self.path is None:
+            if tuple(self.class_names) != ls.CLASS_NAMES:
+                raise DataError(f"data.classes={self.class_names}: the simulator makes {', '.join(ls.CLASS_NAMES)}; "
+                                f"other classes need data.path")
+            self.sim_cfg = ls.SimConfig(image_size=int(image_size), fsub=ls.fsub_range(difficulty),
+                                        n_subhalos=tuple(n_subhalos), vortex_points=int(vortex_points),
+                                        noise=float(noise), psf_fwhm=float(psf_fwhm), seed=int(sim_seed))
+        self.splits: dict[str, Dataset] = {}
+        self.shape: tuple | None = None
+        self.root: Path | None = None
+        self.generation: ls.GenerationReport | None = None
+
+    # -------------------------------------------------------------- building
+    def prepare_data(self) -> None:
+        if self.sim_cfg is not None and not self.on_the_fly:
+            self.generation = ls.generate_dataset(self.cache_dir, self.sim_cfg, self.train_per_class,
+                                                  self.val_per_class, log=log.info)
+            if self.generation.generated:
+                log.info("simulated %d images in %.1fs (%.0f/s) into %s", self.generation.images,
+                         self.generation.seconds, self.generation.images_per_s, self.generation.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if self.sim_cfg is not None and self.on_the_fly:
+            self._setup_on_the_fly()
+            return
+        if self.sim_cfg is not None:
+            if self.generation is None:
+                self.prepare_data()
+            self.root = self.generation.root
+        else:
+            self.root = self.path
+            if not self.root.is_dir():
+                raise DataError(f"data.path={self.root}: no such folder (expected train/ and val/ inside)")
+        files, labels = scan_split(self.root, "train", self.class_names)
+        val_files, val_labels = scan_split(self.root, "val", self.class_names)
+        self.shape = check_files(files)
+        check_files(val_files, self.shape)
+        keep, held = stratified_split(labels, self.test_fraction, self.split_seed)
+        held, val = interleave(held, labels), interleave(range(len(val_files)), val_labels)
+        self.splits = {
+            "train": NpyImages([files[i] for i in keep], [labels[i] for i in keep], self.augment),
+            "test": NpyImages([files[i] for i in held], [labels[i] for i in held]),
+            "val": NpyImages([val_files[i] for i in val], [val_labels[i] for i in val]),
+        }
+
+    def _setup_on_the_fly(self) -> None:
+        items = [(c, i) for c in range(len(self.class_names)) for i in ls.split_indices("train", self.train_per_class)]
+        labels = [c for c, _ in items]
+        keep, held = stratified_split(labels, self.test_fraction, self.split_seed)
+        val = [(c, i) for c in range(len(self.class_names)) for i in ls.split_indices("val", self.val_per_class)]
+        val = [val[r] for r in interleave(range(len(val)), [c for c, _ in val])]
+        self.splits = {"train": SimulatedImages(self.sim_cfg, [items[i] for i in keep], self.augment),
+                       "test": SimulatedImages(self.sim_cfg, [items[i] for i in interleave(held, labels)]),
+                       "val": SimulatedImages(self.sim_cfg, val)}
+        self.shape = (1, self.sim_cfg.image_size, self.sim_cfg.image_size)
+
+    # -------------------------------------------------------------- contract (docs/ARCHITECTURE.md)
+    def model_kwargs(self) -> dict:
+        c, s, _ = self.shape
+        return {"in_channels": int(c), "num_classes": len(self.class_names), "image_size": int(s)}
+
+    def stats(self) -> dict:
+        facts = {"source": str(self.path) if self.path else ("simulated on the fly" if self.on_the_fly else "simulated"),
+                 "data_dir": str(self.root) if self.root else None, "image_size": self.shape[-1],
+                 "classes": ",".join(self.class_names)}
+        for split, ds in self.splits.items():
+            facts[f"{split}_items"] = len(ds)
+        counts = np.bincount(self.splits["train"].labels, minlength=len(self.class_names))
+        facts["train_per_class"] = ",".join(map(str, counts.tolist()))
+        if self.sim_cfg is not None:
+            facts["fsub"] = f"{self.sim_cfg.fsub[0]:g}-{self.sim_cfg.fsub[1]:g}"
+            if self.root is not None:
+                facts["data_mb"] = round(data_bytes(self.root) / 1e6, 1)
+            if self.generation is not None and self.generation.generated:
+                facts["sim_images_per_s"] = round(self.generation.images_per_s, 1)
+                facts["sim_seconds"] = round(self.generation.seconds, 1)
+        return facts
+
+    def state_dict(self) -> dict:
+        # Checkpoints carry the class order, so predictions can be named without the data.
+        return {"class_names": list(self.class_names)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "class_names" in state and list(state["class_names"]) != self.class_names:
+            raise DataError(f"the checkpoint's classes {state['class_names']} differ from data.classes {self.class_names}")
+
+    # -------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.splits[split], batch_size=self.batch_size if split == "train" else self.batch_size * 2,
+                          shuffle=shuffle, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+
+def data_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in Path(root).rglob("*.npy"))
+
+

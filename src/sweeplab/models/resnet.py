@@ -1,0 +1,55 @@
+"""ResNet baseline for image classification (He et al. 2016), basic blocks, sized for small images.
+
+    stem: conv 3×3 (stride 2, or 2 + max-pool 2 for images over 96 px)
+    `stages` stages of `depth` basic blocks (conv3×3-BN-ReLU-conv3×3-BN + shortcut), width·2^i channels;
+    every stage after the first halves the resolution
+    head: global average pool, Dropout, Linear(num_classes)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sweeplab.models.densenet_cbam import stem
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x), inplace=True)
+
+
+class ResNet(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 16, depth: int = 2,
+                 dropout: float = 0.2, stages: int = 4):
+        super().__init__()
+        self.num_classes = num_classes
+        layers: list[nn.Module] = [stem(in_channels, width, image_size)]
+        channels = width
+        for s in range(stages):
+            out = width * 2 ** s
+            for d in range(depth):
+                layers.append(BasicBlock(channels, out, stride=2 if s > 0 and d == 0 else 1))
+                channels = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)  # each block starts as the identity: stable early training
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, S, S] -> [B, num_classes]
+        return self.head(F.adaptive_avg_pool2d(self.features(x), 1))

@@ -1,0 +1,76 @@
+"""Shared helpers: run sweeplab-train jobs in-process (fast) or as the real CLI (subprocess)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # datasets would try the hub for 20+ s before failing offline
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_job(overrides: list[str], out_dir: Path):
+    """The job config Hydra would hand to the task function, with the run dir set to ``out_dir``."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    import sweeplab.config.resolvers  # noqa: F401
+
+    with initialize_config_module(config_module="sweeplab.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:
+    """Run one job like `sweeplab-train <overrides>` would; returns its metrics.json (raises SystemExit
+    on failure, as the CLI does)."""
+    from sweeplab.runs.run import run_job
+
+    cfg = compose_job(["callbacks.progress_bar=none", *overrides], out_dir)
+    try:
+        run_job(cfg)
+    finally:
+        import torch
+        torch.set_grad_enabled(True)
+    return json.loads((out_dir / "metrics.json").read_text())
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run an entry point module as the user would; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+
+
+@pytest.fixture
+def run_job(tmp_path):
+    counter = iter(range(10_000))
+
+    def _run(*overrides: str, name: str | None = None) -> tuple[Path, dict]:
+        out = tmp_path / (name or f"run{next(counter)}")
+        return out, run_job_inprocess(list(overrides), out)
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def trained_names_run(tmp_path_factory):
+    """One short real names run shared by the generation / eval / files tests."""
+    out = tmp_path_factory.mktemp("names_run") / "run"
+    metrics = run_job_inprocess(["model=mlp", "trainer.max_epochs=2", "data.batch_size=256",
+                                 "trainer.log_every_n_steps=10", "task.num_samples=20"], out)
+    return out, metrics

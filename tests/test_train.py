@@ -1,0 +1,146 @@
+"""End to end on names: every model trains, runs leave their files, failures are recorded, sweeps run."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import cli
+
+NAMES_MODELS = ["ngram", "mlp", "rnn", "lstm", "gru", "peephole_lstm", "cnn", "transformer"]
+
+
+@pytest.mark.parametrize("model", NAMES_MODELS)
+def test_each_model_fast_dev_run(model, run_job):
+    out, m = run_job(f"model={model}", "debug=fast_dev_run")
+    assert m["status"] == "completed", m.get("error")
+    assert math.isfinite(m["final"]["test/loss"])
+    assert (out / "metrics.json").is_file() and (out / "samples.txt").is_file()
+
+
+def test_mlp_short_training_beats_unigram(trained_names_run):
+    out, m = trained_names_run
+    unigram = m["data"]["unigram_val_loss"]
+    assert m["status"] == "completed"
+    assert m["best"]["val/loss"] < unigram - 0.3, (m["best"]["val/loss"], unigram)
+    assert m["final"]["test/loss"] < unigram - 0.3
+
+
+def test_ngram_counts_in_one_pass(run_job):
+    out, m = run_job("model=ngram", "model.order=2", "data.batch_size=512")
+    assert m["status"] == "completed" and m["epochs"] == 1 and m["params"] == 0
+    # A bigram on names: well below the unigram (≈2.82), near the known 2.45.
+    assert 2.35 < m["final"]["test/loss"] < 2.6
+
+
+def test_run_dir_holds_every_file(trained_names_run):
+    out, m = trained_names_run
+    for name in ("metrics.json", "metrics.csv", "curves.png", "samples.txt", ".hydra/config.yaml"
+                 if (out / ".hydra").exists() else "metrics.json", "checkpoints/last.ckpt"):
+        assert (out / name).is_file(), name
+    assert (out / m["best"]["checkpoint"]).is_file()
+    samples = (out / "samples.txt").read_text().splitlines()
+    assert len(samples) == 20 and all(s.isalpha() for s in samples if s)
+    for key in ("status", "best", "final", "epochs", "steps", "duration_s", "params", "overrides"):
+        assert key in m, key
+    assert m["epochs"] == 2 and m["steps"] > 0 and m["params"] > 0
+    assert {"test/loss", "test/ppl", "test/bpc"} <= set(m["final"])
+    assert m["final"]["test/ppl"] == pytest.approx(math.exp(m["final"]["test/loss"]), rel=1e-5)
+
+
+def test_generate_from_checkpoint(trained_names_run):
+    from sweeplab.generate import GenerateConf, generate
+
+    out, _ = trained_names_run
+    names = generate(str(out), GenerateConf(num_samples=8, temperature=0.8, top_k=5, top_p=0.9))
+    assert len(names) == 8 and all(n.isalpha() or n == "" for n in names)
+    greedy = generate(str(out), GenerateConf(greedy=True))
+    beam1 = generate(str(out), GenerateConf(beam_size=1))
+    assert greedy == beam1
+    assert generate(str(out), GenerateConf(prefix="jo", num_samples=3))[0].startswith("jo")
+
+
+def test_eval_reproduces_the_runs_test_metrics(trained_names_run):
+    from sweeplab.eval import EvalConf, evaluate
+
+    out, m = trained_names_run
+    metrics = evaluate(str(out), EvalConf(), [])
+    assert metrics["test/loss"] == pytest.approx(m["final"]["test/loss"], rel=1e-4)
+
+
+def test_generate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "model.ckpt"
+    bogus.write_text("not a checkpoint")
+    res = cli("-m", "sweeplab.generate", str(bogus))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"sweeplab-generate: error: cannot read checkpoint {bogus}: not a PyTorch checkpoint, or corrupt "
+        "(UnpicklingError)"]
+
+
+def test_missing_data_file_fails_with_metrics_json(run_job, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        run_job(f"data.path={tmp_path}/nope.txt", "debug=fast_dev_run", name="missing")
+    assert exit_.value.code == 1
+    m = json.loads((tmp_path / "missing" / "metrics.json").read_text())
+    assert m["status"] == "failed" and f"data file not found: {tmp_path}/nope.txt" in m["error"]
+
+
+def test_empty_data_file_is_rejected(run_job, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(SystemExit):
+        run_job(f"data.path={empty}", "debug=fast_dev_run", name="empty")
+    m = json.loads((tmp_path / "empty" / "metrics.json").read_text())
+    assert m["status"] == "failed" and "no items" in m["error"] and str(empty) in m["error"]
+
+
+def test_nan_loss_stops_the_run_as_diverged(run_job, tmp_path):
+    with pytest.raises(SystemExit):
+        run_job("model=cnn", "optimizer=sgd", "optimizer.lr=1e30", "trainer.gradient_clip_val=null", "debug=limit",
+                "trainer.log_every_n_steps=1", name="diverged")
+    m = json.loads((tmp_path / "diverged" / "metrics.json").read_text())
+    assert m["status"] == "diverged", m
+    assert "nan" in m["error"] or "inf" in m["error"]
+
+
+def test_ctrl_c_records_interrupted(tmp_path):
+    """SIGINT mid-training: the run stops, metrics.json says interrupted, the exit code is non-zero."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeplab.train", f"paths.log_dir={tmp_path}", "trainer.max_epochs=50",
+         "callbacks.progress_bar=none", "callbacks.early_stopping.enabled=false", "data.batch_size=64"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 180
+    csvs = []
+    while time.time() < deadline and not csvs:
+        time.sleep(0.5)
+        csvs = list(tmp_path.glob("train/runs/*/metrics.csv"))
+    assert csvs, "training never started"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    m = json.loads((csvs[0].parent / "metrics.json").read_text())
+    assert m["status"] == "interrupted", output[-2000:]
+    assert m["steps"] > 0
+
+
+def test_multirun_2x2_leaves_four_readable_run_dirs(tmp_path):
+    res = cli("-m", "sweeplab.train", "-m", "scheduler=constant,cosine", "model.dropout=0.0,0.2",
+              "debug=limit", f"paths.log_dir={tmp_path}", "callbacks.progress_bar=none", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = sorted(p.parent for p in tmp_path.glob("train/multiruns/*/*/metrics.json"))
+    assert len(jobs) == 4
+    # Named <job num>_<overrides>: readable, and unique within the sweep.
+    first = [j.name for j in jobs if j.name.startswith("0_")]
+    assert first and "model.dropout=0.0" in first[0] and "scheduler=constant" in first[0]
+    assert len({j.parent for j in jobs}) == 1
+    for j in jobs:
+        m = json.loads((j / "metrics.json").read_text())
+        assert m["status"] == "completed"
