@@ -118,10 +118,11 @@ def draw_params(cfg: SimConfig, cls: int, index: int) -> dict:
         # Main lens: a typical galaxy-scale SIE, Einstein radius well inside the field.
         "sie_q": rng.uniform(0.6, 0.95), "sie_phi": rng.uniform(0, math.pi), "sie_Rein": rng.uniform(1.0, 1.4),
         "gamma_1": rng.uniform(-0.05, 0.05), "gamma_2": rng.uniform(-0.05, 0.05),
-        # Source near the optical axis, so the images are arcs and near-rings.
-        "src_x0": rng.uniform(-0.25, 0.25), "src_y0": rng.uniform(-0.25, 0.25),
+        # An extended source near the optical axis: thick arcs and near-rings, which substructure visibly
+        # dents. (Compact, cuspy sources give thin arcs with hot spots that min-max scaling leaves alone.)
+        "src_x0": rng.uniform(-0.2, 0.2), "src_y0": rng.uniform(-0.2, 0.2),
         "src_q": rng.uniform(0.5, 0.95), "src_phi": rng.uniform(0, math.pi),
-        "src_n": rng.uniform(0.7, 2.5), "src_Re": rng.uniform(0.15, 0.4), "src_Ie": 1.0,
+        "src_n": rng.uniform(0.5, 1.5), "src_Re": rng.uniform(0.3, 0.7), "src_Ie": 1.0,
     }
     x = np.full(cfg.slots, PARK)
     y = np.full(cfg.slots, PARK)
@@ -132,12 +133,12 @@ def draw_params(cfg: SimConfig, cls: int, index: int) -> dict:
     if cls == 1:  # sphere: subhalos near the ring, where lensing is sensitive to them
         n = int(rng.integers(cfg.n_subhalos[0], cfg.n_subhalos[1] + 1))
         w = rng.dirichlet(np.ones(n))
-        rad, ang = R * rng.uniform(0.6, 1.4, n), rng.uniform(0, 2 * math.pi, n)
+        rad, ang = R * rng.uniform(0.75, 1.25, n), rng.uniform(0, 2 * math.pi, n)
         x[:n], y[:n] = rad * np.cos(ang), rad * np.sin(ang)
         r[:n] = R * np.sqrt(fsub * w)
     elif cls == 2:  # vort: equal masses along a line crossing the ring at a random place and angle
         m = cfg.vortex_points
-        rad, ang = R * rng.uniform(0.6, 1.4), rng.uniform(0, 2 * math.pi)
+        rad, ang = R * rng.uniform(0.75, 1.25), rng.uniform(0, 2 * math.pi)
         length, tilt = R * rng.uniform(*cfg.vortex_length), rng.uniform(0, math.pi)
         t = np.linspace(-0.5, 0.5, m) * length
         x[:m] = rad * math.cos(ang) + t * math.cos(tilt)
