@@ -37,6 +37,7 @@ class TopLevel:
     monitor_mode: str = rng("min", choices=("min", "max"))
     ckpt_path: Optional[str] = None
     test: bool = True
+    num_threads: Optional[int] = rng(None, ge=1)
 
 
 # ---------------------------------------------------------------- optimizer

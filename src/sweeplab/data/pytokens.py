@@ -14,7 +14,6 @@ import keyword
 import re
 import token as T
 import tokenize as _tok
-from typing import Iterator, NamedTuple
 
 SKIP = {T.COMMENT, T.NL, T.NEWLINE, T.INDENT, T.DEDENT, T.ENDMARKER, T.ENCODING}
 # Python >= 3.12 splits f-strings into START/MIDDLE/END and the tokens inside; joined back into one.
@@ -22,11 +21,7 @@ FSTRING_START = getattr(T, "FSTRING_START", None)
 FSTRING_END = getattr(T, "FSTRING_END", None)
 
 
-class Tok(NamedTuple):
-    type: int
-    string: str
-    start: tuple[int, int]
-    end: tuple[int, int]
+Tok = _tok.TokenInfo  # (type, string, start, end, line)
 
 
 def _span(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str:
@@ -51,10 +46,10 @@ def _raw_tokens(text: str) -> list[Tok]:
                 if t.type == FSTRING_END:
                     fstring[1] -= 1
                     if fstring[1] == 0:
-                        out.append(Tok(T.STRING, _span(lines, fstring[0], t.end), fstring[0], t.end))
+                        out.append(Tok(T.STRING, _span(lines, fstring[0], t.end), fstring[0], t.end, ""))
                         fstring = []
             else:
-                out.append(Tok(t.type, t.string, t.start, t.end))
+                out.append(t)
     except _tok.TokenError as e:
         # "EOF in multi-line statement": an open bracket, as in the prompt "def train (": nothing is lost.
         # "EOF in multi-line string" (args[1] = where it starts): the rest is one unterminated string.
@@ -63,7 +58,7 @@ def _raw_tokens(text: str) -> list[Tok]:
             end = (len(lines), len(lines[-1]))
             rest = _span(lines, start, end).rstrip()
             if rest:
-                out.append(Tok(T.STRING, rest, start, end))
+                out.append(Tok(T.STRING, rest, start, end, ""))
     except (IndentationError, SyntaxError):
         # An unindent matching no outer level (a pasted fragment): indentation carries no token here, so
         # tokenize the lines flush left instead.
@@ -122,21 +117,22 @@ def tokenize(text: str, keep_docstrings: bool = False) -> list[str]:
             if t.type not in SKIP and i not in drop and t.string.strip()]
 
 
+def significant(toks: list[Tok]) -> list[Tok]:
+    """The tokens that become ``code_tokens`` (no comments, newlines, indentation or blanks)."""
+    return [t for t in toks if t.type not in SKIP and t.string.strip()]
+
+
 def tokens_in_span(toks: list[Tok], start: tuple[int, int], end: tuple[int, int],
                    exclude: list[tuple[tuple[int, int], tuple[int, int]]] = (),
                    starts: list[tuple[int, int]] | None = None) -> list[str]:
-    """Tokens of an already tokenized file lying in [start, end), minus the ``exclude`` spans (docstrings).
-    ``starts`` (each token's start, computed once per file) keeps this linear in the function's size."""
+    """Strings of the ``significant`` tokens of a file lying in [start, end), minus the ``exclude`` spans
+    (docstrings). ``starts`` (each token's start, computed once per file) keeps this linear in the
+    function's size rather than the file's."""
     starts = starts if starts is not None else [t.start for t in toks]
     lo, hi = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
-    out = []
-    for t in toks[lo:hi]:
-        if t.type in SKIP or not t.string.strip() or t.end > end:
-            continue
-        if any(a <= t.start and t.end <= b for a, b in exclude):
-            continue
-        out.append(t.string)
-    return out
+    if not exclude:
+        return [t.string for t in toks[lo:hi]]
+    return [t.string for t in toks[lo:hi] if not any(a <= t.start and t.end <= b for a, b in exclude)]
 
 
 # ---------------------------------------------------------------- detokenize

@@ -26,7 +26,7 @@ import tokenize as _tok
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sweeplab.data.pytokens import _raw_tokens, tokens_in_span
+from sweeplab.data.pytokens import _raw_tokens, significant, tokens_in_span
 
 CORPUS_VERSION = 1  # bump when the rows change: the cache key holds it
 SPLITS = ("train", "valid", "test")
@@ -79,7 +79,7 @@ def file_functions(path: Path, relpath: str, url_base: str | None = None) -> tup
     except (SyntaxError, UnicodeDecodeError, ValueError) as e:
         return [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     lines = text.splitlines(keepends=True)
-    toks = _raw_tokens(text)
+    toks = significant(_raw_tokens(text))
     starts = [t.start for t in toks]
 
     def pos(lineno: int, byte_col: int) -> tuple[int, int]:
@@ -121,8 +121,12 @@ def file_functions(path: Path, relpath: str, url_base: str | None = None) -> tup
 
 
 def _work(args):
+    """One file -> (relpath, [(json line, token count, has docstring)], why skipped): rows are serialized
+    in the worker, so the parent only writes."""
     path, relpath, url_base = args
-    return relpath, *file_functions(Path(path), relpath, url_base)
+    rows, why = file_functions(Path(path), relpath, url_base)
+    return relpath, [(json.dumps(r, ensure_ascii=False) + "\n", len(r["code_tokens"]), bool(r["docstring"]))
+                     for r in rows], why
 
 
 def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = None,
@@ -155,7 +159,7 @@ def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = No
             f = tmp / "python" / "final" / "jsonl" / s / f"python_{s}_0.jsonl.gz"
             f.parent.mkdir(parents=True)
             # mtime=0: the same stdlib gives byte-identical files
-            handles[s] = io.TextIOWrapper(gzip.GzipFile(f, "wb", compresslevel=5, mtime=0), encoding="utf-8")
+            handles[s] = io.TextIOWrapper(gzip.GzipFile(f, "wb", compresslevel=4, mtime=0), encoding="utf-8")
         for relpath, rows, why in results:
             if why:
                 skipped[relpath] = why
@@ -163,11 +167,11 @@ def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = No
             s = split_of(relpath)
             c = counts[s]
             c["files"] += 1
-            for row in rows:
-                handles[s].write(json.dumps(row, ensure_ascii=False) + "\n")
+            for line, n_tokens, has_doc in rows:
+                handles[s].write(line)
                 c["functions"] += 1
-                c["tokens"] += len(row["code_tokens"])
-                c["with_docstring"] += bool(row["docstring"])
+                c["tokens"] += n_tokens
+                c["with_docstring"] += has_doc
         for h in handles.values():
             h.close()
         manifest = {"source": str(root), "python": sys.version.split()[0], "corpus_version": CORPUS_VERSION,

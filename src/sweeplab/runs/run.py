@@ -108,6 +108,8 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
     from sweeplab.runs.plots import plot_curves
     from sweeplab.sweeps.resume import ResumeState, continue_csv_logs
 
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data)
     dm.prepare_data()
