@@ -109,13 +109,16 @@ def killed_and_resumed(tmp_path_factory):
     sweep_dir = tmp / "sweep"
     args = ["trainer.max_epochs=2,60", "callbacks.early_stopping.enabled=false", f"paths.log_dir={tmp}",
             f"hydra.sweep.dir={sweep_dir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "sweeplab.train", "-m", *args, *QUIET], cwd=tmp,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"})
+    log = tmp / "first_launch.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sweeplab.train", "-m", *args, *QUIET], cwd=tmp,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 300
     try:
         while time.time() < deadline and not list(sweep_dir.glob("1_*/checkpoints/last.ckpt")):
-            assert proc.poll() is None, "the sweep ended before its second job wrote a checkpoint"
+            assert proc.poll() is None, f"the sweep ended before its second job wrote a checkpoint:\n" \
+                                        f"{log.read_text()[-3000:]}"
             time.sleep(0.05)
         time.sleep(0.3)
     finally:
@@ -182,6 +185,8 @@ def test_compare_two_sweeps(failing_sweep, killed_and_resumed, tmp_path, capsys,
     assert "no such run or sweep dir" in capsys.readouterr().err
 
 
+# optuna 2.10's sqlite storage uses SQLAlchemy 1.4 APIs that 2.0 removed (hence the sqlalchemy<2 pin).
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.MovedIn20Warning")
 def test_optuna_search_is_persisted_continued_and_survives_failed_trials(tmp_path):
     import optuna
 

@@ -50,3 +50,87 @@ def batch_loader(data: PaddedPairs, batch_size: int, shuffle: bool, num_workers:
         batch_sampler = BatchSampler(base, batch_size, drop_last=False)
     return DataLoader(data, sampler=batch_sampler, batch_size=None, num_workers=num_workers,
                       persistent_workers=num_workers > 0)
+
+
+# ---------------------------------------------------------------- variable-length corpora (code)
+class PackedPairs(Dataset):
+    """Sequences of very different lengths stored end to end (int32), so memory follows the token count,
+    not rows × longest. Indexed by a list of rows like PaddedPairs: one gather builds the padded batch."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]], pad_id: int):
+        sizes = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        if len(seqs) == 0 or int(sizes.min()) < 2:
+            raise ValueError("every sequence needs at least two tokens (BOS ... EOS)")
+        self.flat = torch.tensor([t for s in seqs for t in s], dtype=torch.int32)
+        self.offsets = torch.cumsum(sizes, 0) - sizes
+        self.lengths = sizes - 1            # predicted positions of each sequence (x and y length)
+        self.pad_id = pad_id
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, rows):
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        lengths = self.lengths[rows]
+        pos = torch.arange(int(lengths.max()))
+        inside = pos[None, :] < lengths[:, None]
+        idx = (self.offsets[rows, None] + pos[None, :]).clamp(max=len(self.flat) - 2)
+        x = torch.where(inside, self.flat[idx].long(), self.pad_id)
+        y = torch.where(inside, self.flat[idx + 1].long(), IGNORE_INDEX)
+        return x, y
+
+
+class TokenBudgetSampler(torch.utils.data.Sampler):
+    """Batches of rows of similar length whose padded size (rows × longest row) stays within ``max_tokens``.
+
+    Rows are sorted by length and cut greedily into batches, so padding is what remains between
+    neighbouring lengths (well under 5 % on code). With ``shuffle`` each epoch reshuffles rows of equal
+    length among their batches and the order of the batches (seed + epoch): the batch boundaries depend
+    on the sorted lengths only, so every epoch has the same number of batches, each within budget, and
+    every row appears exactly once.
+    """
+
+    def __init__(self, lengths: Sequence[int] | torch.Tensor, max_tokens: int, shuffle: bool = True,
+                 seed: int = 0):
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        longest = int(self.lengths.max())
+        if longest > max_tokens:
+            raise ValueError(f"a sequence of {longest} tokens does not fit a batch budget of {max_tokens} tokens")
+        self.max_tokens, self.shuffle, self.seed, self.epoch = max_tokens, shuffle, seed, 0
+        self.sorted_lengths = self.lengths.sort(stable=True).values
+        self.bounds = self._cut(self.sorted_lengths.tolist(), max_tokens)
+
+    @staticmethod
+    def _cut(sorted_lengths: list[int], budget: int) -> list[tuple[int, int]]:
+        bounds, start = [], 0
+        for end, n in enumerate(sorted_lengths, 1):
+            if (end - start) * n > budget:  # adding this row would break the budget: close the batch
+                bounds.append((start, end - 1))
+                start = end - 1
+        bounds.append((start, len(sorted_lengths)))
+        return bounds
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before each epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    def padding_fraction(self) -> float:
+        """Share of the tokens in this sampler's batches that are padding (the same every epoch)."""
+        real = int(self.sorted_lengths.sum())
+        padded = sum((b - a) * int(self.sorted_lengths[b - 1]) for a, b in self.bounds)
+        return 1.0 - real / padded
+
+    def __iter__(self):
+        if not self.shuffle:
+            order = torch.argsort(self.lengths, stable=True)
+            yield from (order[a:b].tolist() for a, b in self.bounds)
+            return
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # a new order next time even where no one calls set_epoch
+        perm = torch.randperm(len(self.lengths), generator=g)
+        order = perm[torch.argsort(self.lengths[perm], stable=True)]  # sorted; ties in random order
+        for i in torch.randperm(len(self.bounds), generator=g).tolist():
+            a, b = self.bounds[i]
+            yield order[a:b].tolist()

@@ -71,42 +71,39 @@ _PLAIN_STRING = re.compile(r"^[uUrR]*['\"]")  # not bytes, not an f-string: what
 
 
 def _docstring_positions(toks: list[Tok]) -> set[int]:
-    """Indices of the tokens of docstrings: the first statement of a module/def/class body when it is
-    only plain string literals (implicit concatenation included), as ``ast.get_docstring`` sees it."""
-    out: set[int] = set()
+    """Indices of the docstring's tokens, as CodeSearchNet drops it from a function's ``code_tokens``:
+    the first statement of the first def/class body (or of the module) when it is only plain string
+    literals (implicit concatenation included), as ``ast.get_docstring`` sees it. Docstrings of nested
+    functions stay, as in CodeSearchNet."""
     n = len(toks)
 
-    def string_stmt(i: int) -> None:
+    def string_stmt(i: int) -> set[int]:
         j = i
         while j < n and toks[j].type == T.STRING and _PLAIN_STRING.match(toks[j].string):
             j += 1
-        # Strings spanning lines inside no bracket continue only with NL/COMMENT between them.
         if j > i and (j == n or toks[j].type in (T.NEWLINE, T.ENDMARKER) or toks[j].string == ";"):
-            out.update(range(i, j))
+            return set(range(i, j))
+        return set()
 
     def next_significant(i: int) -> int:
         while i < n and toks[i].type in (T.NL, T.COMMENT, T.NEWLINE, T.INDENT, T.ENCODING):
             i += 1
         return i
 
-    string_stmt(next_significant(0))  # module docstring
+    first = next_significant(0)
+    if first < n and toks[first].type == T.STRING:  # a module docstring
+        return string_stmt(first)
     depth, header = 0, False
-    at_stmt_start = True
     for i, t in enumerate(toks):
         if t.type == T.OP and t.string in "([{":
             depth += 1
         elif t.type == T.OP and t.string in ")]}":
             depth = max(depth - 1, 0)
-        if at_stmt_start and t.type == T.NAME and t.string in ("def", "class"):
+        elif t.type == T.NAME and t.string in ("def", "class") and depth == 0:
             header = True
         elif header and depth == 0 and t.type == T.OP and t.string == ":":
-            header = False
-            string_stmt(next_significant(i + 1))
-        if t.type not in (T.NL, T.COMMENT, T.INDENT, T.DEDENT):
-            # decorators and `async` come before `def` on the same logical line
-            at_stmt_start = t.type == T.NEWLINE or (at_stmt_start and t.string in ("async",)) or \
-                (t.type == T.OP and t.string == ";" and depth == 0) or (t.type == T.OP and t.string == ":" and not header and depth == 0)
-    return out
+            return string_stmt(next_significant(i + 1))
+    return set()
 
 
 def tokenize(text: str, keep_docstrings: bool = False) -> list[str]:

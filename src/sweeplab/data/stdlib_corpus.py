@@ -20,7 +20,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-import textwrap
 import time
 import tokenize as _tok
 from concurrent.futures import ProcessPoolExecutor
@@ -106,9 +105,10 @@ def file_functions(path: Path, relpath: str, url_base: str | None = None) -> tup
         doc = ast.get_docstring(node, clean=True) or ""
         if doc and isinstance(first, ast.Expr):
             exclude.append((pos(first.lineno, first.col_offset), pos(first.end_lineno, first.end_col_offset)))
-        # (ast.get_source_segment re-splits the whole file on every call: quadratic on big files.)
-        segment = " " * start[1] + "".join(lines[start[0] - 1:end[0]])[start[1]:]
-        code = textwrap.dedent(segment[: len(segment) - len(lines[end[0] - 1]) + end[1]])
+        # The node's text as in the file (CodeSearchNet keeps the later lines' indentation); sliced here
+        # because ast.get_source_segment re-splits the whole file on every call (quadratic on big files).
+        segment = "".join(lines[start[0] - 1:end[0]])
+        code = segment[start[1]: len(segment) - len(lines[end[0] - 1]) + end[1]]
         row = {"repo": "python/cpython", "path": relpath, "func_name": name, "original_string": code,
                "language": "python", "code": code, "code_tokens": tokens_in_span(toks, start, end, exclude, starts),
                "docstring": doc, "docstring_tokens": docstring_tokens(doc), "partition": split}

@@ -255,9 +255,10 @@ def summarise(paths: Iterable[str | Path], metric: str | None = None, mode: str 
 
     keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if not _ignored(k)))
     for spec in filters:
-        key, sep, want = spec.partition("=")
-        if not sep:
-            raise SummaryError(f"--filter wants key=value, got {spec!r}")
+        try:  # typed like an override: seed=2 matches the int 2, x=null matches None
+            ((key, want),) = _parse_overrides([spec]).items()
+        except Exception:  # noqa: BLE001 - Hydra's parser raises several types
+            raise SummaryError(f"--filter wants key=value, got {spec!r}") from None
         jobs = [j for j in jobs if _norm(j.status if key == "status" else j.value(key)) == _norm(want)]
     if not jobs:
         raise SummaryError(f"no runs left after --filter {' '.join(filters)}")

@@ -90,14 +90,14 @@ def beam_search(net, prefix: list[int], eos_id: int, beam_size: int = 4, max_new
                 nxt_beams.append((seq, value))
             if len(nxt_beams) == beam_size:
                 break
-        # Stop once no open beam can beat the worst finished one we would keep.
-        finished.sort(key=lambda f: score(*f), reverse=True)
-        if len(finished) >= beam_size and (not nxt_beams or nxt_beams[0][1] <= finished[beam_size - 1][1]
-                                           and length_penalty == 0):
-            break
         beams = nxt_beams
-        if not beams:
+        # Log-probabilities only fall as a sequence grows: once the best open beam is no better than the
+        # beam_size-th finished one, nothing can change the answer.
+        finished.sort(key=lambda f: score(*f), reverse=True)
+        if not beams or (len(finished) >= beam_size and length_penalty == 0
+                         and beams[0][1] <= finished[beam_size - 1][1]):
             break
+    # Beams still open at max_new_tokens compete as they are.
     finished += [(s, v) for s, v in beams]
     finished.sort(key=lambda f: score(*f), reverse=True)
     return [(seq[len(prefix):], lp) for seq, lp in finished[:beam_size]]
