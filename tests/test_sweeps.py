@@ -275,3 +275,16 @@ def test_launcher_presets_compose():
     assert got["ray_local"].launcher.ray.init.include_dashboard is False
     slurm = got["slurm"].launcher
     assert slurm._target_.endswith("SlurmLauncher") and slurm.gpus_per_task == 1 and slurm.max_num_timeout == 3
+
+
+def test_single_run_resumes_with_ckpt_path_last_and_its_metrics_continue(run_job):
+    out, first = run_job("trainer.max_epochs=2", "callbacks.early_stopping.enabled=false", *QUIET, name="run")
+    assert first["epochs"] == 2
+    out, m = run_job("trainer.max_epochs=4", "callbacks.early_stopping.enabled=false", "ckpt_path=last", *QUIET,
+                     name="run")
+    assert m["status"] == "completed" and m["epochs"] == 4 and m["resumed_from"].endswith("last.ckpt")
+    assert [h["epoch"] for h in m["history"]] == [0, 1, 2, 3]
+    rows = read_csv(out / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows if r["val/loss"]] == [0, 1, 2, 3]
+    assert [float(r["val/loss"]) for r in rows if r["val/loss"]][:2] == [h["val/loss"] for h in first["history"]]
+    assert sum(1 for r in rows if r["test/loss"]) == 1  # the first run's test row went with the rows after last.ckpt

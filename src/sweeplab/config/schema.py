@@ -173,6 +173,9 @@ class LanguageModelTaskConf:
     max_new_tokens: int = rng(32, ge=1)
 
 
+schema("task", "codesearchnet")(LanguageModelTaskConf)
+
+
 @schema("task", "lensing")
 @dataclass
 class ImageClassifierTaskConf:
@@ -205,7 +208,7 @@ class LensingDataConf:
     val_per_class: int = rng(300, ge=1)
     difficulty: Any = "high"  # high | medium | realistic | [lo, hi]: checked by the datamodule
     n_subhalos: List[int] = rng([2, 5], ge=1)
-    vortex_points: int = rng(12, ge=2)
+    vortex_points: int = rng(8, ge=2)
     noise: float = rng(0.0, ge=0)
     psf_fwhm: float = rng(0.0, ge=0)
     sim_seed: int = rng(0, ge=0)
@@ -213,6 +216,22 @@ class LensingDataConf:
     cache_dir: str = ""
     augment: List[str] = rng([], choices=("rot90", "flip"))
     batch_size: int = rng(64, ge=1)
+    num_workers: int = rng(0, ge=0)
+
+
+@schema("data", "codesearchnet")
+@dataclass
+class CodeSearchNetDataConf:
+    path: Any = None  # a directory, a glob, a file or a list of these
+    hub: Optional[str] = None
+    language: str = "python"
+    data_dir: str = "~/.cache/sweeplab"
+    cache_dir: Optional[str] = None
+    vocab_size: int = rng(40_000, ge=4)
+    max_seq_len: int = rng(256, ge=1)
+    batch_tokens: int = rng(4096, ge=1)
+    skip_bad_rows: bool = False
+    block_size: int = rng(3, ge=1)
     num_workers: int = rng(0, ge=0)
 
 
@@ -257,6 +276,12 @@ class TransformerConf(TokenLMConf):
 class NGramConf:
     order: int = rng(2, ge=1, le=6)
     smoothing: float = rng(1.0, gt=0)
+
+
+@schema("model", "kn_ngram")
+@dataclass
+class KNNGramConf:
+    order: int = rng(3, ge=1, le=6)
 
 
 # ---------------------------------------------------------------- models (image classifiers)

@@ -57,14 +57,20 @@ class PackedPairs(Dataset):
     """Sequences of very different lengths stored end to end (int32), so memory follows the token count,
     not rows × longest. Indexed by a list of rows like PaddedPairs: one gather builds the padded batch."""
 
-    def __init__(self, seqs: Sequence[Sequence[int]], pad_id: int):
-        sizes = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        if len(seqs) == 0 or int(sizes.min()) < 2:
-            raise ValueError("every sequence needs at least two tokens (BOS ... EOS)")
-        self.flat = torch.tensor([t for s in seqs for t in s], dtype=torch.int32)
+    def __init__(self, flat: torch.Tensor, sizes: torch.Tensor, pad_id: int):
+        """``flat``: every sequence (BOS ... EOS) end to end; ``sizes``: each one's number of tokens."""
+        sizes = torch.as_tensor(sizes, dtype=torch.long)
+        if len(sizes) == 0 or int(sizes.min()) < 2 or int(sizes.sum()) != len(flat):
+            raise ValueError("PackedPairs needs sequences of at least two tokens whose sizes add up to the tokens")
+        self.flat = torch.as_tensor(flat, dtype=torch.int32)
         self.offsets = torch.cumsum(sizes, 0) - sizes
         self.lengths = sizes - 1            # predicted positions of each sequence (x and y length)
         self.pad_id = pad_id
+
+    @classmethod
+    def from_lists(cls, seqs: Sequence[Sequence[int]], pad_id: int) -> "PackedPairs":
+        return cls(torch.tensor([t for s in seqs for t in s], dtype=torch.int32),
+                   torch.tensor([len(s) for s in seqs], dtype=torch.long), pad_id)
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -69,8 +69,8 @@ class SimConfig:
     fov: float = 5.0                      # side of the field, arcsec
     fsub: tuple = DIFFICULTY["high"]      # substructure mass fraction range, both substructure classes
     n_subhalos: tuple = (2, 5)            # sphere: number of subhalos, inclusive range
-    vortex_points: int = 12               # vort: point masses along the line
-    vortex_length: tuple = (0.5, 1.2)     # vort: length of the line, in units of the main Einstein radius
+    vortex_points: int = 8                # vort: point masses along the line
+    vortex_length: tuple = (0.4, 0.8)     # vort: length of the line, in units of the main Einstein radius
     noise: float = 0.0                    # Gaussian noise std, relative to the noiseless image's peak
     psf_fwhm: float = 0.0                 # Gaussian PSF FWHM, arcsec (0: none)
     seed: int = 0

@@ -41,7 +41,9 @@ class TokenLM(nn.Module):
             if not cutoffs:
                 raise ValueError(f"model.adaptive_cutoffs={list(adaptive_cutoffs)} leaves no cluster "
                                  f"below vocab_size={vocab_size}")
-            self.head = nn.AdaptiveLogSoftmaxWithLoss(head_in, vocab_size, cutoffs=cutoffs, div_value=4.0)
+            # Tail clusters shrink by div_value each; keep the last one at least 1 wide for narrow models.
+            div = min(4.0, head_in ** (1 / len(cutoffs))) if head_in > 1 else 1.0
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(head_in, vocab_size, cutoffs=cutoffs, div_value=max(div, 1.0))
         else:
             self.head = nn.Linear(head_in, vocab_size)
             if tie_weights:

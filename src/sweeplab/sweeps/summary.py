@@ -76,7 +76,7 @@ class Job:
     """One run dir, read back from disk."""
     dir: Path
     record: dict
-    overrides: dict[str, str]
+    overrides: dict[str, Any]
 
     @classmethod
     def load(cls, run_dir: Path) -> "Job":
@@ -118,8 +118,9 @@ class Job:
         return [as_float(r[metric]) for r in self.record.get("history") or [] if metric in r]
 
     def best(self, metric: str, mode: str) -> float:
-        if metric == self.monitor and isinstance(self.record.get("best"), dict) and metric in self.record["best"]:
-            return as_float(self.record["best"][metric])
+        best = self.record.get("best")
+        if metric == self.monitor and mode == self.mode and isinstance(best, dict) and metric in best:
+            return as_float(best[metric])
         values = [v for v in self.history(metric) if math.isfinite(v)]
         if not values:
             return math.nan
