@@ -144,3 +144,10 @@ def test_multirun_2x2_leaves_four_readable_run_dirs(tmp_path):
     for j in jobs:
         m = json.loads((j / "metrics.json").read_text())
         assert m["status"] == "completed"
+
+
+def test_tensorboard_logger_writes_events_beside_metrics_csv(run_job):
+    out, m = run_job("logger=tensorboard", "debug=limit", "model=mlp")
+    assert m["status"] == "completed"
+    assert (out / "metrics.csv").is_file()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
