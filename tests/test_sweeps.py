@@ -83,7 +83,9 @@ def test_summary_lists_jobs_aggregates_seeds_and_prints_the_rerun_command(failin
     # The rerun command: this sweep's own command aimed at its dir (completed jobs are then skipped).
     cmd = md.split("```bash\n")[1].split("\n```")[0]
     assert cmd in output  # also printed at the end of the sweep
-    args = shlex.split(cmd)
+    cd, _, launch = cmd.partition(" && ")
+    assert shlex.split(cd) == ["cd", str(sweep_dir.parent)]  # where it ran: relative paths start there
+    args = shlex.split(launch)
     assert args[:2] == ["sweeplab-train", "-m"]
     assert f"hydra.sweep.dir={sweep_dir}" in args and "seed=1,2" in args
     assert "hydra/launcher=gpus" in args and not any(a.startswith("hydra.mode") for a in args)

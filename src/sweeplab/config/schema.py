@@ -215,7 +215,7 @@ class LensingDataConf:
     on_the_fly: bool = False
     cache_dir: str = ""
     augment: List[str] = rng([], choices=("rot90", "flip"))
-    batch_size: int = rng(64, ge=1)
+    batch_size: int = rng(32, ge=1)
     num_workers: int = rng(0, ge=0)
 
 
@@ -232,6 +232,7 @@ class CodeSearchNetDataConf:
     batch_tokens: int = rng(4096, ge=1)
     skip_bad_rows: bool = False
     block_size: int = rng(3, ge=1)
+    adaptive_cutoffs: Optional[List[int]] = rng([2000, 10000], gt=0)
     num_workers: int = rng(0, ge=0)
 
 
@@ -288,8 +289,8 @@ class KNNGramConf:
 @schema("model", "densenet_cbam")
 @dataclass
 class DenseNetCBAMConf:
-    width: int = rng(12, ge=1)
-    depth: int = rng(4, ge=1)
+    width: int = rng(8, ge=1)
+    depth: int = rng(3, ge=1)
     dropout: float = rng(0.2, ge=0, lt=1)
     blocks: int = rng(3, ge=1)
     reduction: float = rng(0.5, gt=0, le=1)
@@ -300,7 +301,7 @@ class DenseNetCBAMConf:
 @schema("model", "resnet")
 @dataclass
 class ResNetConf:
-    width: int = rng(16, ge=1)
+    width: int = rng(8, ge=1)
     depth: int = rng(2, ge=1)
     dropout: float = rng(0.2, ge=0, lt=1)
     stages: int = rng(4, ge=1)

@@ -89,6 +89,15 @@ def _open_text(p: Path):
     return gzip.open(p, "rt", encoding="utf-8") if p.name.endswith(".gz") else open(p, encoding="utf-8")
 
 
+def has_rows(path: Path) -> bool:
+    """Whether the file has a non-blank line (reads up to the first one)."""
+    try:
+        with _open_text(path) as f:
+            return any(line.strip() for line in f)
+    except (OSError, EOFError, UnicodeDecodeError):
+        return True  # unreadable: the loader reports it with the file's name
+
+
 def bad_lines(path: Path, limit: int | None = None) -> list[tuple[int, str]]:
     """(line number, what is wrong) for each line the loader cannot use: not JSON, not an object, or no
     list of strings under ``code_tokens``. Blank lines are fine (skipped, as datasets does)."""
@@ -184,7 +193,8 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
     def __init__(self, path: str | Sequence[str] | None = None, hub: str | None = None, language: str = "python",
                  data_dir: str = "~/.cache/sweeplab", cache_dir: str | None = None, vocab_size: int = 40_000,
                  max_seq_len: int = 256, batch_tokens: int = 4096, skip_bad_rows: bool = False,
-                 block_size: int = 3, num_workers: int = 0):
+                 block_size: int = 3, adaptive_cutoffs: Sequence[int] | None = (2000, 10000),
+                 num_workers: int = 0):
         super().__init__()
         if vocab_size < MIN_VOCAB:
             raise DataError(f"data.vocab_size={vocab_size} is too small: it must be at least {MIN_VOCAB} "
@@ -197,7 +207,9 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         self.cache_dir = os.path.expanduser(cache_dir) if cache_dir else None
         self.vocab_size, self.max_seq_len, self.batch_tokens = vocab_size, max_seq_len, batch_tokens
         self.skip_bad_rows, self.num_workers = skip_bad_rows, num_workers
-        self.block_size = block_size  # read by fixed-context models' configs (model.block_size), as for names
+        # Read by the models' configs, not here: model.block_size (fixed-context models, as for names) and
+        # model.adaptive_cutoffs (the output layer's clusters, in vocabulary ranks).
+        self.block_size, self.adaptive_cutoffs = block_size, adaptive_cutoffs
         self.vocab: Vocab | None = None
         self.splits: dict[str, PackedPairs] = {}
         self.facts: dict = {}
@@ -228,6 +240,14 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         groups: dict[str, list[Path]] = {}
         for f in files:
             groups.setdefault(split_from_path(f) or "mixed", []).append(f)
+        # Empty files hold no rows (datasets fails on a split made of them only): leave them out.
+        nonempty = {k: [f for f in v if has_rows(f)] for k, v in groups.items()}
+        for s in SPLITS:
+            if s in groups and not nonempty[s] and "mixed" not in groups:
+                raise DataError(f"the {s} partition is empty ({', '.join(map(str, groups[s]))})")
+        groups = {k: v for k, v in nonempty.items() if v}
+        if not groups:
+            raise DataError(f"{what}: every data file is empty")
         tables = self._load_json(groups)
         parts: dict[str, list] = {s: [] for s in SPLITS}
         for name, table in tables.items():
@@ -322,8 +342,11 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
 
     # -------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+        if not self.splits:
+            self._build()
+        self._save_vocab_beside_run()  # the run calls setup before the Trainer does: here on each call
+
+    def _build(self) -> None:
         import pyarrow.compute as pc
 
         token_lists = self.load_token_lists()
@@ -353,13 +376,12 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
                  f"{sum(facts[f'{s}_functions'] for s in SPLITS):,}", *(f"{facts[f'{s}_functions']:,}" for s in SPLITS),
                  f"{facts['train_tokens']:,}", f"{len(v):,}", 100 * facts["train_unk_rate"],
                  100 * facts["padding_fraction"], facts["train_batches"], self.batch_tokens)
-        self._save_vocab_beside_run()
 
     def _save_vocab_beside_run(self) -> None:
         """vocab.json in the run dir when a Trainer drives this datamodule (the checkpoint has it too)."""
         trainer = getattr(self, "trainer", None)
         root = getattr(trainer, "default_root_dir", None) if trainer is not None else None
-        if root:
+        if root and not (Path(root) / "vocab.json").is_file():
             from sweeplab.runs.record import write_json
             write_json(Path(root) / "vocab.json", self.vocab.state_dict())
 

@@ -186,10 +186,10 @@ def interleave(rows: Sequence[int], labels: Sequence[int]) -> list[int]:
 # ------------------------------------------------------------------ the datamodule
 class LensingDataModule(pl.LightningDataModule):
     def __init__(self, path: str | None = None, classes: Sequence[str] = ls.CLASS_NAMES, test_fraction: float = 0.1,
-                 split_seed: int = 42, image_size: int = 64, train_per_class: int = 2000, val_per_class: int = 300,
+                 split_seed: int = 42, image_size: int = 64, train_per_class: int = 1500, val_per_class: int = 300,
                  difficulty: Any = "high", n_subhalos: Sequence[int] = (2, 5), vortex_points: int = 8,
                  noise: float = 0.0, psf_fwhm: float = 0.0, sim_seed: int = 0, on_the_fly: bool = False,
-                 augment: Sequence[str] = (), batch_size: int = 64, num_workers: int = 0, cache_dir: str | None = None):
+                 augment: Sequence[str] = (), batch_size: int = 32, num_workers: int = 0, cache_dir: str | None = None):
         super().__init__()
         self.path = Path(path).expanduser() if path else None
         self.class_names = list(classes)

@@ -259,6 +259,10 @@ def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_
     sim = LensSimulator(cfg)
     t0, total = time.perf_counter(), sum(counts.values()) * len(CLASS_NAMES)
     done = 0
+    # The vmapped ops are small: one thread is ~3× faster than two here (610 vs 192 images/s at 64×64
+    # on a 2-core box), and training's thread count is restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         for split in SPLITS:
             for cls, name in enumerate(CLASS_NAMES):
@@ -280,7 +284,7 @@ def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_
                     "index_offsets": {"train": 0, "val": VAL_INDEX_OFFSET},
                     "file": {"dtype": "float32", "shape": [1, cfg.image_size, cfg.image_size], "scaling": "min-max"},
                     "seconds": round(seconds, 2), "images_per_s": round(total / seconds, 1),
-                    "torch_threads": torch.get_num_threads(), "caustics": caustics.__version__}
+                    "torch_threads": 1, "caustics": caustics.__version__}
         from sweeplab.runs.record import write_json
         write_json(tmp / "manifest.json", manifest)
         try:
@@ -289,6 +293,7 @@ def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_
             if not (root / "manifest.json").is_file():  # not a lost race: a real problem
                 raise
     finally:
+        torch.set_num_threads(threads)
         shutil.rmtree(tmp, ignore_errors=True)
     return GenerationReport(root, True, seconds, total, manifest)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 
 
@@ -17,6 +19,7 @@ def _atomic(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be readable like any other file
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

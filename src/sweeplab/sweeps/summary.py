@@ -233,7 +233,8 @@ def _sort_key(key: str, mode: str):
         failed = row.get("status", DONE) != DONE
         if key in ("best", "final", "test"):
             x = as_float(v)
-            return (failed or not math.isfinite(x), x if mode == "min" else -x if math.isfinite(x) else 0.0)
+            ok = not failed and math.isfinite(x)
+            return (not ok, (x if mode == "min" else -x) if ok else 0.0)
         n = _norm(v)
         return (v is None, isinstance(n, str), n if not isinstance(n, str) else 0.0, str(v))
     return k
@@ -326,7 +327,8 @@ def _rerun_commands(s: Summary) -> list[str]:
                            if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]  # -m sets the mode
         task = OmegaConf.to_container(hydra.overrides.task)
         args = [prog, "-m", *hydra_overrides, f"hydra.sweep.dir={sweep}", *task]
-        cmds.append(" ".join(shlex.quote(a) for a in args))
+        cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)  # relative paths in overrides start there
+        cmds.append((f"cd {shlex.quote(cwd)} && " if cwd else "") + " ".join(shlex.quote(a) for a in args))
     return cmds
 
 
@@ -390,8 +392,10 @@ def to_markdown(s: Summary, title: str = "", curves: bool = False) -> str:
         lines += ["", "## Jobs that did not complete", ""]
         lines += _md_table(["job", "status", "error"], [[r["job"], r["status"], r["error"]] for r in s.failed])
         if s.reruns:
-            lines += ["", "Rerun only these (the same sweep dir: completed jobs are skipped, killed or interrupted "
-                      "ones resume from their last checkpoint):", "", "```bash", *s.reruns, "```"]
+            lines += ["", "Rerun only these with the sweep's own command aimed at its dir: completed jobs are "
+                      "skipped, killed or interrupted ones resume from their last checkpoint, failed ones start "
+                      "again (an Optuna search continues its study with new trials):", "", "```bash", *s.reruns,
+                      "```"]
     if curves:
         lines += ["", f"![validation curves]({CURVES_PNG})"]
     return "\n".join(lines) + "\n"

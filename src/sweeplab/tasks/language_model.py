@@ -15,6 +15,15 @@ from sweeplab.tasks.generation import sample
 LN2 = math.log(2)
 
 
+class TokenMean(MeanMetric):
+    """MeanMetric weighted by token counts, without a host sync: torchmetrics' own update replaces the
+    weights by ones when nan_strategy="disable", which made every split's loss a mean over batches."""
+
+    def update(self, value: torch.Tensor, weight: torch.Tensor) -> None:
+        self.mean_value += value * weight
+        self.weight += weight
+
+
 class LanguageModelTask(Task):
     def __init__(self, net, optimizer=None, scheduler=None, loss=None, meta=None, num_samples: int = 20,
                  sample_temperature: float = 1.0, sample_prefix: str = "", max_new_tokens: int = 32):
@@ -27,10 +36,10 @@ class LanguageModelTask(Task):
         self.unk_id = (self.meta.get("vocab") or {}).get("unk_id")
         # Token-weighted means: the loss of a split is the mean NLL per predicted token, padding excluded.
         # (ModuleDict keys cannot be "train": that is nn.Module.train.)
-        self.nll = torch.nn.ModuleDict({f"{s}_": MeanMetric(nan_strategy="disable") for s in ("val", "test")})
+        self.nll = torch.nn.ModuleDict({f"{s}_": TokenMean(nan_strategy="disable") for s in ("val", "test")})
         # The train epoch mean is two running tensor sums: a metric update per step costs more than a tiny model.
         self._train_sum = self._train_count = None
-        self.unk = torch.nn.ModuleDict({f"{s}_": MeanMetric(nan_strategy="disable") for s in ("val", "test")})
+        self.unk = torch.nn.ModuleDict({f"{s}_": TokenMean(nan_strategy="disable") for s in ("val", "test")})
 
     def forward(self, idx):
         return self.net(idx)
