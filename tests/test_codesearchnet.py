@@ -353,3 +353,10 @@ def test_cli_reports_bad_input_in_one_line(run_job, tmp_path, hf_cache):
     m = json.loads((tmp_path / "bad" / "metrics.json").read_text())
     assert m["status"] == "failed"
     assert m["error"] == f"DataError: data.path={tmp_path}/missing: no such file or directory"
+
+
+def test_hub_copy_offline_is_a_one_line_error(hf_cache):
+    # The hub copy needs the network; offline (as the tests run) it must fail cleanly, not hang or trace.
+    with pytest.raises(DataError) as e:
+        CodeSearchNetDataModule(hub="code_search_net", cache_dir=hf_cache).setup()
+    assert one_line(e).startswith("data.hub=code_search_net: cannot load")

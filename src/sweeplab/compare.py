@@ -4,6 +4,7 @@
     sweeplab-compare logs/train/runs/2026-* --sort=-duration      # runs from anywhere; - sorts descending
     sweeplab-compare SWEEP --filter scheduler=cosine --filter status=completed
     sweeplab-compare SWEEP_A SWEEP_B --metric val/ppl --format md --out reports/ab
+    sweeplab-compare SWEEP --x optimizer.lr --out reports/lr      # + metric_vs_optimizer.lr.png
 """
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--format", choices=("table", "md", "csv"), default="table",
                     help="what to print: a rich table (default), markdown or CSV")
     ap.add_argument("--out", metavar="DIR", help="also write summary.csv, summary.md and curves.png into DIR")
+    ap.add_argument("--x", metavar="KEY", help="with --out: also plot the metric against this numeric "
+                                              "override (e.g. optimizer.lr) into metric_vs_KEY.png")
     args = ap.parse_args(argv)
 
     from rich.console import Console
 
-    from sweeplab.sweeps.summary import SummaryError, rich_tables, summarise, to_csv, to_markdown, write_summary
+    from sweeplab.sweeps.summary import (SummaryError, plot_against, rich_tables, summarise, to_csv,
+                                         to_markdown, write_summary)
 
     try:
         s = summarise(args.paths, metric=args.metric, mode=args.mode, sort=args.sort, filters=args.filter)
@@ -48,6 +52,14 @@ def main(argv: list[str] | None = None) -> None:
             console.print(cmd, markup=False, highlight=False, soft_wrap=True)
     if args.out:
         written = write_summary(s, args.out, title=f"Runs under {s.root}")
+        if args.x:
+            from pathlib import Path
+            try:
+                plot_against(s, args.x, Path(args.out) / f"metric_vs_{args.x}.png")
+            except SummaryError as e:
+                print(f"sweeplab-compare: error: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
+            written.append(Path(args.out) / f"metric_vs_{args.x}.png")
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
 
 

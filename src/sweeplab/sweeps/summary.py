@@ -474,6 +474,46 @@ def plot_curves(s: Summary, path: Path) -> bool:
     return True
 
 
+def plot_against(s: Summary, key: str, path: Path) -> bool:
+    """Best (and test) metric of each job against a numeric override, e.g. the LR: a log axis when
+    the values span more than a decade. Diverged or failed jobs are marked where they stand."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = []
+    for r in s.rows:
+        try:
+            x = float(r.get(key) if key in r else r["_job"].value(key))
+        except (TypeError, ValueError, KeyError):
+            continue
+        points.append((x, r["best"], r["test"], r["status"]))
+    if not points:
+        raise SummaryError(f"no run has a numeric value for '{key}'" + (f"; varied: {', '.join(s.varied)}"
+                                                                         if s.varied else ""))
+    points.sort()
+    xs = [p[0] for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(xs, [p[1] for p in points], "o-", label=f"best {s.metric}")
+    if s.has_test:
+        ax.plot(xs, [p[2] for p in points], "s--", label=s.test_name, alpha=0.7)
+    for x, best, _, status in points:
+        if status != DONE:
+            ax.annotate(status, (x, best), textcoords="offset points", xytext=(4, 4), fontsize=8, color="red")
+    if min(xs) > 0 and max(xs) / min(xs) > 10:
+        ax.set_xscale("log")
+    finite = [p[1] for p in points if math.isfinite(p[1])]
+    if finite and max(finite) > 5 * min(finite):  # a blown-up run would flatten the interesting part
+        ax.set_yscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel(s.metric)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
 def write_summary(s: Summary, out_dir: Path, title: str = "") -> list[Path]:
     """summary.csv, summary.md and curves.png in ``out_dir``, each written atomically."""
     out_dir = Path(out_dir)
