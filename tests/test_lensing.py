@@ -286,3 +286,8 @@ def test_short_training_beats_chance(run_job, lensing_cache):
     assert best["val/auc"] > 0.75 and best["val/acc"] > 0.55, best
     assert m["final"]["test/auc"] > 0.7, m["final"]
     assert (out / "roc.png").is_file() and (out / "confusion.png").is_file()
+    # the checkpoint alone rebuilds the classifier: sweeplab-eval reproduces the run's test metrics
+    from sweeplab.eval import EvalConf, evaluate
+
+    again = evaluate(str(out), EvalConf(), [])
+    assert again["test/auc"] == pytest.approx(m["final"]["test/auc"], abs=1e-5)

@@ -290,3 +290,14 @@ def test_single_run_resumes_with_ckpt_path_last_and_its_metrics_continue(run_job
     assert [int(r["epoch"]) for r in rows if r["val/loss"]] == [0, 1, 2, 3]
     assert [float(r["val/loss"]) for r in rows if r["val/loss"]][:2] == [h["val/loss"] for h in first["history"]]
     assert sum(1 for r in rows if r["test/loss"]) == 1  # the first run's test row went with the rows after last.ckpt
+
+
+def test_compare_plots_the_metric_against_a_numeric_override(failing_sweep, tmp_path, capsys):
+    from sweeplab.compare import main
+
+    sweep_a, _ = failing_sweep
+    main([str(sweep_a), "--x", "seed", "--out", str(tmp_path), "--format", "csv"])
+    assert (tmp_path / "metric_vs_seed.png").stat().st_size > 1000
+    with pytest.raises(SystemExit) as e:
+        main([str(sweep_a), "--x", "model.nothing", "--out", str(tmp_path / "b")])
+    assert e.value.code == 2 and "no run has a numeric value for 'model.nothing'" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def _span(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str
     return lines[l0 - 1][c0:] + "".join(lines[l0:l1 - 1]) + lines[l1 - 1][:c1]
 
 
-def _raw_tokens(text: str) -> list[Tok]:
+def raw_tokens(text: str) -> list[Tok]:
     """The stdlib tokens of ``text``; at an error (incomplete code) the rest becomes best-effort tokens."""
     lines = text.splitlines(keepends=True)
     out: list[Tok] = []
@@ -63,7 +63,7 @@ def _raw_tokens(text: str) -> list[Tok]:
         # An unindent matching no outer level (a pasted fragment): indentation carries no token here, so
         # tokenize the lines flush left instead.
         flush = "".join(ln.lstrip(" \t") for ln in lines)
-        return _raw_tokens(flush) if flush != text else out
+        return raw_tokens(flush) if flush != text else out
     return out
 
 
@@ -108,7 +108,7 @@ def _docstring_positions(toks: list[Tok]) -> set[int]:
 
 def tokenize(text: str, keep_docstrings: bool = False) -> list[str]:
     """``code_tokens`` of a piece of Python source (whole functions or an incomplete prefix)."""
-    toks = list(_raw_tokens(text))
+    toks = list(raw_tokens(text))
     drop = set() if keep_docstrings else _docstring_positions(toks)
     return [t.string for i, t in enumerate(toks)
             if t.type not in SKIP and i not in drop and t.string.strip()]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
-import io
 import json
 import os
 import re
@@ -25,7 +24,7 @@ import tokenize as _tok
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sweeplab.data.pytokens import _raw_tokens, significant, tokens_in_span
+from sweeplab.data.pytokens import raw_tokens, significant, tokens_in_span
 
 CORPUS_VERSION = 1  # bump when the rows change: the cache key holds it
 SPLITS = ("train", "valid", "test")
@@ -78,7 +77,7 @@ def file_functions(path: Path, relpath: str, url_base: str | None = None) -> tup
     except (SyntaxError, UnicodeDecodeError, ValueError) as e:
         return [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     lines = text.splitlines(keepends=True)
-    toks = significant(_raw_tokens(text))
+    toks = significant(raw_tokens(text))
     starts = [t.start for t in toks]
 
     def pos(lineno: int, byte_col: int) -> tuple[int, int]:
@@ -121,12 +120,16 @@ def file_functions(path: Path, relpath: str, url_base: str | None = None) -> tup
 
 
 def _work(args):
-    """One file -> (relpath, [(json line, token count, has docstring)], why skipped): rows are serialized
-    in the worker, so the parent only writes."""
+    """One file -> (relpath, why skipped, its rows as a gzip member, functions, tokens, docstrings). Rows
+    are serialized and compressed in the worker (gzip members concatenate into one valid .gz), so the
+    parent only appends bytes."""
     path, relpath, url_base = args
     rows, why = file_functions(Path(path), relpath, url_base)
-    return relpath, [(json.dumps(r, ensure_ascii=False) + "\n", len(r["code_tokens"]), bool(r["docstring"]))
-                     for r in rows], why
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    # mtime=0: the same stdlib gives byte-identical files
+    blob = gzip.compress(text.encode("utf-8"), compresslevel=4, mtime=0) if rows else b""
+    return (relpath, why, blob, len(rows), sum(len(r["code_tokens"]) for r in rows),
+            sum(bool(r["docstring"]) for r in rows))
 
 
 def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = None,
@@ -158,20 +161,18 @@ def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = No
         for s in SPLITS:
             f = tmp / "python" / "final" / "jsonl" / s / f"python_{s}_0.jsonl.gz"
             f.parent.mkdir(parents=True)
-            # mtime=0: the same stdlib gives byte-identical files
-            handles[s] = io.TextIOWrapper(gzip.GzipFile(f, "wb", compresslevel=4, mtime=0), encoding="utf-8")
-        for relpath, rows, why in results:
+            handles[s] = open(f, "wb")
+        for relpath, why, blob, n_functions, n_tokens, n_doc in results:
             if why:
                 skipped[relpath] = why
                 continue
             s = split_of(relpath)
+            handles[s].write(blob)
             c = counts[s]
             c["files"] += 1
-            for line, n_tokens, has_doc in rows:
-                handles[s].write(line)
-                c["functions"] += 1
-                c["tokens"] += n_tokens
-                c["with_docstring"] += has_doc
+            c["functions"] += n_functions
+            c["tokens"] += n_tokens
+            c["with_docstring"] += n_doc
         for h in handles.values():
             h.close()
         manifest = {"source": str(root), "python": sys.version.split()[0], "corpus_version": CORPUS_VERSION,
