@@ -380,7 +380,9 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
     def _save_vocab_beside_run(self) -> None:
         """vocab.json in the run dir when a Trainer drives this datamodule (the checkpoint has it too)."""
         trainer = getattr(self, "trainer", None)
-        root = getattr(trainer, "default_root_dir", None) if trainer is not None else None
+        # Only for a logged run: sweeplab-eval's Trainer has no logger, and its root dir is the cwd.
+        loggers = getattr(trainer, "loggers", None) if trainer is not None else None
+        root = loggers[0].log_dir if loggers else None
         if root and not (Path(root) / "vocab.json").is_file():
             from sweeplab.runs.record import write_json
             write_json(Path(root) / "vocab.json", self.vocab.state_dict())
