@@ -248,6 +248,10 @@ def test_kneser_ney_is_normalised_finite_and_beats_the_unigram(dm):
     t, n = net.nll(x, y)
     keep = y != IGNORE_INDEX
     assert float(t) == pytest.approx(float(-logp.gather(-1, y.clamp(min=0)[..., None])[..., 0][keep].sum()), rel=1e-4)
+    # causal: the distribution at t ignores the tokens after t
+    changed = x.clone()
+    changed[:, 3:] = dm.vocab.unk_id
+    assert torch.equal(net(changed)[:, :3], logp[:, :3])
     # contexts never seen in training still get finite log-probabilities
     unseen = torch.full((1, 6), dm.vocab.unk_id)
     unseen[0, 0] = dm.vocab.bos_id
@@ -276,7 +280,6 @@ def test_each_model_fast_dev_run(model, run_job, csn_dir, hf_cache):
     assert math.isfinite(m["final"]["test/loss"]) and 0 <= m["final"]["test/unk_rate"] < 1
     assert m["data"]["padding_fraction"] <= 0.05 and m["data"]["vocab_size"] == 400
     assert (out / "samples.txt").read_text().startswith("def")
-    assert json.loads((out / "vocab.json").read_text())["itos"][:4] == ["<pad>", "<unk>", "<eos>", "<bos>"]
 
 
 def test_beam_of_one_is_greedy_on_a_trained_model(run_job, csn_dir, hf_cache):
@@ -286,6 +289,8 @@ def test_beam_of_one_is_greedy_on_a_trained_model(run_job, csn_dir, hf_cache):
                      "optimizer.lr=1e-2", "data.adaptive_cutoffs=null")
     assert m["status"] == "completed", m.get("error")
     assert m["final"]["test/loss"] < m["data"]["unigram_val_loss"] + 0.5
+    # the vocabulary is saved beside the run as well as in the checkpoint
+    assert json.loads((out / "vocab.json").read_text())["itos"][:4] == ["<pad>", "<unk>", "<eos>", "<bos>"]
     for prefix in ("def train (", "def __init__ ( self"):
         greedy = generate(str(out), GenerateConf(greedy=True, prefix=prefix, max_new_tokens=24))
         beam1 = generate(str(out), GenerateConf(beam_size=1, prefix=prefix, max_new_tokens=24))
@@ -293,6 +298,10 @@ def test_beam_of_one_is_greedy_on_a_trained_model(run_job, csn_dir, hf_cache):
     sampled = generate(str(out), GenerateConf(prefix="def train (", num_samples=3, temperature=0.8, top_k=20,
                                               top_p=0.9, max_new_tokens=24))
     assert len(sampled) == 3 and all(s.startswith("def") for s in sampled)
+    # the checkpoint alone (vocabulary included) reproduces the run's test perplexity
+    from sweeplab.eval import EvalConf, evaluate
+
+    assert evaluate(str(out), EvalConf(), [])["test/loss"] == pytest.approx(m["final"]["test/loss"], rel=1e-4)
 
 
 # ---------------------------------------------------------------- bad input

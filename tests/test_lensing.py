@@ -17,6 +17,16 @@ from sweeplab.data.lensing import LensingDataModule
 SMALL = ls.SimConfig(image_size=24)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny convolutions on 2 shared cores: with 2 intra-op threads a training step was measured 40× slower
+    (1.1 s vs 28 ms) whenever another process held a core, so these tests use one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def sim():
     return ls.LensSimulator(SMALL)
@@ -270,21 +280,21 @@ def test_each_network_fast_dev_run_64px(model, on_the_fly, run_job, lensing_cach
         assert math.isfinite(m["final"][key]), key
     assert (out / "roc.png").stat().st_size > 0 and (out / "confusion.png").stat().st_size > 0
     conf = m["classification"]["confusion_matrix"]
-    assert len(conf) == 3 and sum(map(sum, conf)) == 16  # one test batch of 2 × batch_size
+    assert len(conf) == 3 and sum(map(sum, conf)) == m["data"]["test_items"] == 3  # 10 % of 6, at least 1 per class
 
 
 def test_short_training_beats_chance(run_job, lensing_cache):
-    """A small simulated set at an easy substructure fraction: the seed's recipe at a higher learning rate
-    learns it in a few epochs (chance: accuracy 1/3, AUC 0.5)."""
+    """A small simulated set (48 px, 500 images per class) with heavier substructure: the seed's recipe at a
+    higher learning rate learns it in ten short epochs (chance: accuracy 1/3, AUC 0.5; measured: val AUC
+    0.91, test AUC 0.92, 27 s)."""
     out, m = run_job("experiment=lensing_seed", "model=resnet", "model.width=8", "model.depth=1",
-                     "data.image_size=32", "data.difficulty=[0.15,0.25]", "data.train_per_class=150",
-                     "data.val_per_class=40", "data.batch_size=32", "optimizer.lr=3e-3",
-                     "scheduler.warmup_epochs=1", "loss.smoothing_start_epoch=1", "trainer.max_epochs=6",
-                     f"paths.data_dir={lensing_cache}")
+                     "data.image_size=48", "data.difficulty=[0.15,0.25]", "data.train_per_class=500",
+                     "data.val_per_class=60", "optimizer.lr=3e-3", "scheduler.warmup_epochs=1",
+                     "loss.smoothing_start_epoch=1", "trainer.max_epochs=10", f"paths.data_dir={lensing_cache}")
     assert m["status"] == "completed", m.get("error")
     best = m["best"]
-    assert best["val/auc"] > 0.75 and best["val/acc"] > 0.55, best
-    assert m["final"]["test/auc"] > 0.7, m["final"]
+    assert best["val/auc"] > 0.8 and best["val/acc"] > 0.6, best
+    assert m["final"]["test/auc"] > 0.8 and m["final"]["test/acc"] > 0.55, m["final"]
     assert (out / "roc.png").is_file() and (out / "confusion.png").is_file()
     # the checkpoint alone rebuilds the classifier: sweeplab-eval reproduces the run's test metrics
     from sweeplab.eval import EvalConf, evaluate

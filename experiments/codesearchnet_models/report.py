@@ -20,8 +20,8 @@ def epoch_seconds(run: Path) -> float | None:
 
 
 def main(root: Path) -> None:
-    runs = sorted((json.loads((d / "metrics.json").read_text()), d) for d in root.iterdir()
-                  if (d / "metrics.json").is_file())
+    runs = [(json.loads((d / "metrics.json").read_text()), d) for d in root.iterdir()
+            if (d / "metrics.json").is_file()]
     runs.sort(key=lambda r: ORDER.index(r[0]["choices"]["model"]) if r[0]["choices"]["model"] in ORDER else 99)
     data = runs[0][0]["data"]
     print(f"Corpus: {data['source']}: {data.get('corpus_functions', '?'):,} functions, "

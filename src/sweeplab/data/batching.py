@@ -92,7 +92,7 @@ class TokenBudgetSampler(torch.utils.data.Sampler):
     Rows are sorted by length and cut greedily into batches; a batch is also closed before its longest row
     would exceed its shortest by more than ``max_padding`` of the width, so no batch (hence no epoch) has
     more than that share of padding, however sparse the lengths (on the 46k-function stdlib corpus the
-    batches are nearly full anyway: 0.3 % padding). With ``shuffle`` each epoch reshuffles rows of equal
+    batches are nearly full anyway: 0.2 % padding). With ``shuffle`` each epoch reshuffles rows of equal
     length among their batches and the order of the batches (seed + epoch): the batch boundaries depend
     on the sorted lengths only, so every epoch has the same number of batches, each within budget, and
     every row appears exactly once.

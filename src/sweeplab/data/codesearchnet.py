@@ -4,7 +4,7 @@ Sources, by priority: ``hub`` (the Hugging Face copy, online), ``path`` (a direc
 layout ``python/final/jsonl/{train,valid,test}/python_<split>_<n>.jsonl.gz``, a glob, or files; .jsonl or
 .jsonl.gz), else a corpus in the same format built once from the interpreter's standard library
 (stdlib_corpus.py). Files go through ``datasets.load_dataset("json")`` and its cache; the model sees each
-function's ``code_tokens`` as BOS tokens... EOS, cut to ``max_seq_len`` predicted positions. The
+function's ``code_tokens`` as BOS, tokens, EOS, cut to ``max_seq_len`` predicted positions. The
 vocabulary is the ``vocab_size`` most frequent train tokens (specials included). Batches hold up to
 ``batch_tokens`` tokens of similar-length functions (batching.TokenBudgetSampler).
 

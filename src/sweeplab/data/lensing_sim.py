@@ -311,7 +311,8 @@ def save_example_grid(sim: LensSimulator, path: Path, per_class: int = 6) -> Non
     for c, name in enumerate(CLASS_NAMES[1:], start=1):
         params = [draw_params(sim.cfg, c, i) for i in range(per_class)]
         rows.append((f"{name} − smooth", sim.render(params, raw=True) - sim.render(params, smooth=True, raw=True)))
-    fig, axes = plt.subplots(len(rows), per_class, figsize=(1.8 * per_class, 1.9 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), per_class, figsize=(1.8 * per_class, 1.9 * len(rows)), squeeze=False,
+                             layout="constrained")
     for r, (label, imgs) in enumerate(rows):
         for i in range(per_class):
             ax = axes[r, i]

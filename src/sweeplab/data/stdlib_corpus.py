@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sweeplab.data.pytokens import raw_tokens, significant, tokens_in_span
 
-CORPUS_VERSION = 1  # bump when the rows change: the cache key holds it
+CORPUS_VERSION = 2  # bump when the rows change: the cache key holds it
 SPLITS = ("train", "valid", "test")
 FRACTIONS = (0.8, 0.1, 0.1)
 # CodeSearchNet's docstring tokenizer (github/CodeSearchNet function_parser), applied to the summary.
@@ -102,7 +102,8 @@ def file_functions(path: Path, relpath: str, url_base: str | None = None) -> tup
         first = node.body[0] if node.body else None
         exclude = []
         doc = ast.get_docstring(node, clean=True) or ""
-        if doc and isinstance(first, ast.Expr):
+        # An empty "" is a docstring too (ast.get_docstring returns "" rather than None for it).
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
             exclude.append((pos(first.lineno, first.col_offset), pos(first.end_lineno, first.end_col_offset)))
         # The node's text as in the file (CodeSearchNet keeps the later lines' indentation); sliced here
         # because ast.get_source_segment re-splits the whole file on every call (quadratic on big files).
