@@ -14,9 +14,10 @@ def row(run: Path) -> str:
     test, best = m.get("classification", {}), m.get("best", {})
     auc = test.get("auc_per_class", {})
     minutes = m["duration_s"] / 60
-    return (f"| {m['choices']['model']} | {test.get('acc', float('nan')):.3f} | {test.get('f1', float('nan')):.3f} | "
-            f"{test.get('auc', float('nan')):.3f} | {' / '.join(f'{auc[k]:.3f}' for k in auc)} | "
-            f"{best.get('val/acc', float('nan')):.3f} | {best.get('val/auc', float('nan')):.3f} | "
+    nan = float("nan")
+    return (f"| {m['choices']['model']} | {test.get('acc', nan):.3f} | {test.get('f1', nan):.3f} | "
+            f"{test.get('auc', nan):.3f} | {' / '.join(f'{auc[k]:.3f}' for k in auc)} | "
+            f"{best.get('val/acc', nan):.3f} | {best.get('val/auc', nan):.3f} | "
             f"{m['params']:,} | {m['epochs']} | {minutes:.1f} |")
 
 

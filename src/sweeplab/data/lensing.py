@@ -27,16 +27,21 @@ AUGMENTATIONS = ("rot90", "flip")
 
 
 # ------------------------------------------------------------------ file checks
+def first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def npy_header(path: Path) -> tuple[tuple, np.dtype]:
     """(shape, dtype) of a .npy file, checking that the data the header promises is all there."""
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _fortran, dtype = read(f)
             offset = f.tell()
     except (ValueError, OSError, SyntaxError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npy file (corrupt?): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise DataError(f"{path}: not a readable .npy file (corrupt?): {first_line(e)}") from None
     if dtype.hasobject:
         raise DataError(f"{path}: holds Python objects (dtype {dtype}); expected a float image")
     need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -53,7 +58,8 @@ def image_shape(path: Path, shape: tuple, dtype: np.dtype) -> tuple[int, int, in
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3 or shape[1] != shape[2] or shape[0] < 1 or shape[1] < 4:
-        raise DataError(f"{path}: shape {shape} is not an image (1, S, S) (or (S, S), or (C, S, S) with C channels)")
+        raise DataError(f"{path}: shape {shape} is not an image (1, S, S) (or (S, S), or (C, S, S) with C "
+                        f"channels)")
     return shape
 
 
@@ -97,7 +103,7 @@ def load_image(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot be loaded (corrupt?): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise DataError(f"{path}: cannot be loaded (corrupt?): {first_line(e)}") from None
     if not np.isfinite(arr).all():
         raise DataError(f"{path}: contains NaN or infinite values")
     return arr.reshape(1, *arr.shape) if arr.ndim == 2 else arr
@@ -165,7 +171,8 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         if len(rows) < 2:
-            raise DataError(f"class {int(c)} has {len(rows)} training image(s): need 2 or more to split off a test set")
+            raise DataError(f"class {int(c)} has {len(rows)} training image(s): need 2 or more to split off "
+                            f"a test set")
         rows = rows[torch.randperm(len(rows), generator=gen).numpy()]
         n = min(max(int(round(fraction * len(rows))), 1), len(rows) - 1)
         held += rows[:n].tolist()
@@ -189,7 +196,8 @@ class LensingDataModule(pl.LightningDataModule):
                  split_seed: int = 42, image_size: int = 64, train_per_class: int = 1500, val_per_class: int = 300,
                  difficulty: Any = "high", n_subhalos: Sequence[int] = (2, 5), vortex_points: int = 8,
                  noise: float = 0.0, psf_fwhm: float = 0.0, sim_seed: int = 0, on_the_fly: bool = False,
-                 augment: Sequence[str] = (), batch_size: int = 32, num_workers: int = 0, cache_dir: str | None = None):
+                 augment: Sequence[str] = (), batch_size: int = 32, num_workers: int = 0,
+                 cache_dir: str | None = None):
         super().__init__()
         self.path = Path(path).expanduser() if path else None
         self.class_names = list(classes)
@@ -207,8 +215,8 @@ class LensingDataModule(pl.LightningDataModule):
         self.sim_cfg = None
         if self.path is None:
             if tuple(self.class_names) != ls.CLASS_NAMES:
-                raise DataError(f"data.classes={self.class_names}: the simulator makes {', '.join(ls.CLASS_NAMES)}; "
-                                f"other classes need data.path")
+                raise DataError(f"data.classes={self.class_names}: the simulator makes "
+                                f"{', '.join(ls.CLASS_NAMES)}; other classes need data.path")
             self.sim_cfg = ls.SimConfig(image_size=int(image_size), fsub=ls.fsub_range(difficulty),
                                         n_subhalos=tuple(n_subhalos), vortex_points=int(vortex_points),
                                         noise=float(noise), psf_fwhm=float(psf_fwhm), seed=int(sim_seed))
@@ -253,10 +261,11 @@ class LensingDataModule(pl.LightningDataModule):
         }
 
     def _setup_on_the_fly(self) -> None:
-        items = [(c, i) for c in range(len(self.class_names)) for i in ls.split_indices("train", self.train_per_class)]
+        classes = range(len(self.class_names))
+        items = [(c, i) for c in classes for i in ls.split_indices("train", self.train_per_class)]
         labels = [c for c, _ in items]
         keep, held = stratified_split(labels, self.test_fraction, self.split_seed)
-        val = [(c, i) for c in range(len(self.class_names)) for i in ls.split_indices("val", self.val_per_class)]
+        val = [(c, i) for c in classes for i in ls.split_indices("val", self.val_per_class)]
         val = [val[r] for r in interleave(range(len(val)), [c for c, _ in val])]
         self.splits = {"train": SimulatedImages(self.sim_cfg, [items[i] for i in keep], self.augment),
                        "test": SimulatedImages(self.sim_cfg, [items[i] for i in interleave(held, labels)]),
@@ -269,8 +278,8 @@ class LensingDataModule(pl.LightningDataModule):
         return {"in_channels": int(c), "num_classes": len(self.class_names), "image_size": int(s)}
 
     def stats(self) -> dict:
-        facts = {"source": str(self.path) if self.path else ("simulated on the fly" if self.on_the_fly else "simulated"),
-                 "data_dir": str(self.root) if self.root else None, "image_size": self.shape[-1],
+        source = str(self.path) if self.path else ("simulated on the fly" if self.on_the_fly else "simulated")
+        facts = {"source": source, "data_dir": str(self.root) if self.root else None, "image_size": self.shape[-1],
                  "classes": ",".join(self.class_names)}
         for split, ds in self.splits.items():
             facts[f"{split}_items"] = len(ds)
@@ -291,12 +300,14 @@ class LensingDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         if "class_names" in state and list(state["class_names"]) != self.class_names:
-            raise DataError(f"the checkpoint's classes {state['class_names']} differ from data.classes {self.class_names}")
+            raise DataError(f"the checkpoint's classes {state['class_names']} differ from data.classes "
+                            f"{self.class_names}")
 
     # -------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.batch_size if split == "train" else self.batch_size * 2,
-                          shuffle=shuffle, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        batch = self.batch_size if split == "train" else self.batch_size * 2  # no gradients: bigger batches
+        return DataLoader(self.splits[split], batch_size=batch, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):
         return self._loader("train", True)

@@ -84,7 +84,7 @@ class SimConfig:
         if self.image_size < 8:
             raise DataError(f"simulated image_size={self.image_size} is too small (>= 8)")
         if not 1 <= self.n_subhalos[0] <= self.n_subhalos[1]:
-            raise DataError(f"n_subhalos={list(self.n_subhalos)} must be an inclusive range [lo, hi] with lo >= 1")
+            raise DataError(f"n_subhalos={list(self.n_subhalos)} must be an inclusive range [lo, hi], lo >= 1")
         if self.vortex_points < 2:
             raise DataError(f"vortex_points={self.vortex_points} must be >= 2 (it is a line)")
 
@@ -239,8 +239,9 @@ class GenerationReport:
 
 
 def dataset_dir(cache_dir: Path, cfg: SimConfig, counts: dict) -> Path:
-    key = hashlib.sha1(json.dumps({"sim": cfg.key(), "counts": counts}, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(cache_dir).expanduser() / "lensing_sim" / f"S{cfg.image_size}_{counts['train']}x{len(CLASS_NAMES)}_{key}"
+    blob = json.dumps({"sim": cfg.key(), "counts": counts}, sort_keys=True).encode()
+    name = f"S{cfg.image_size}_{counts['train']}x{len(CLASS_NAMES)}_{hashlib.sha1(blob).hexdigest()[:12]}"
+    return Path(cache_dir).expanduser() / "lensing_sim" / name
 
 
 def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_per_class: int,
@@ -282,7 +283,8 @@ def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_
         manifest = {"format": FORMAT_VERSION, "sim": asdict(cfg), "classes": list(CLASS_NAMES),
                     "counts": {s: {c: counts[s] for c in CLASS_NAMES} for s in SPLITS},
                     "index_offsets": {"train": 0, "val": VAL_INDEX_OFFSET},
-                    "file": {"dtype": "float32", "shape": [1, cfg.image_size, cfg.image_size], "scaling": "min-max"},
+                    "file": {"dtype": "float32", "shape": [1, cfg.image_size, cfg.image_size],
+                             "scaling": "min-max"},
                     "seconds": round(seconds, 2), "images_per_s": round(total / seconds, 1),
                     "torch_threads": 1, "caustics": caustics.__version__}
         from sweeplab.runs.record import write_json
@@ -310,7 +312,8 @@ def save_example_grid(sim: LensSimulator, path: Path, per_class: int = 6) -> Non
     rows = [(name, sim.images(c, range(per_class))) for c, name in enumerate(CLASS_NAMES)]
     for c, name in enumerate(CLASS_NAMES[1:], start=1):
         params = [draw_params(sim.cfg, c, i) for i in range(per_class)]
-        rows.append((f"{name} − smooth", sim.render(params, raw=True) - sim.render(params, smooth=True, raw=True)))
+        residual = sim.render(params, raw=True) - sim.render(params, smooth=True, raw=True)
+        rows.append((f"{name} − smooth", residual))
     fig, axes = plt.subplots(len(rows), per_class, figsize=(1.8 * per_class, 1.9 * len(rows)), squeeze=False,
                              layout="constrained")
     for r, (label, imgs) in enumerate(rows):

@@ -29,7 +29,8 @@ class ChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int):
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(hidden, channels, 1))
 
     def forward(self, x):
         avg = self.mlp(F.adaptive_avg_pool2d(x, 1))
@@ -63,8 +64,10 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, growth: int, dropout: float):
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True), nn.Conv2d(in_channels, 4 * growth, 1, bias=False),
-            nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True), nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False))
+            nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, 4 * growth, 1, bias=False),                 # bottleneck
+            nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False))
         self.drop = nn.Dropout2d(dropout) if dropout else nn.Identity()
 
     def forward(self, x):
@@ -87,7 +90,7 @@ class DenseNetCBAM(nn.Module):
         layers: list[nn.Module] = [stem(in_channels, channels, image_size)]
         for b in range(blocks):
             for _ in range(depth):
-                layers.append(DenseLayer(channels, width, dropout / 2))  # light in-block dropout, the neck has the rest
+                layers.append(DenseLayer(channels, width, dropout / 2))  # light in-block dropout; the neck's is full
                 channels += width
             layers.append(CBAM(channels, attention_reduction))
             if b < blocks - 1:
@@ -96,7 +99,8 @@ class DenseNetCBAM(nn.Module):
                 channels = out
         layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
-        self.neck = nn.Sequential(nn.Flatten(), nn.Linear(channels, neck_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.neck = nn.Sequential(nn.Flatten(), nn.Linear(channels, neck_dim), nn.ReLU(inplace=True),
+                                  nn.Dropout(dropout))
         self.head = nn.Linear(neck_dim, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -133,7 +133,8 @@ class ImageClassifierTask(Task):
         names = list(getattr(datamodule, "class_names", None) or self.class_names)
         plot_roc(res["probs"], res["target"], names, Path(out_dir) / "roc.png", f"{split} split")
         plot_confusion(res["confusion"], names, Path(out_dir) / "confusion.png", f"{split} split")
-        return {"classification": {"split": split, "classes": names, "confusion_matrix": res["confusion"].tolist(),
+        return {"classification": {"split": split, "classes": names,
+                                   "confusion_matrix": res["confusion"].tolist(),
                                    "auc_per_class": {n: res[f"auc_{n}"] for n in names},
                                    **{k: res[k] for k in ("acc", "f1", "auc", "loss")}}}
 
