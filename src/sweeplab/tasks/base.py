@@ -57,6 +57,26 @@ class Task(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    # Validation and test run the same code on their own split: subclasses write _eval_step and
+    # _eval_epoch_end once.
+    def _eval_step(self, batch, split: str) -> None:
+        raise NotImplementedError
+
+    def _eval_epoch_end(self, split: str) -> None:
+        raise NotImplementedError
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sweeplab"] = self.meta
 

@@ -111,18 +111,6 @@ class ImageClassifierTask(Task):
         self.results[split] = {**res, "probs": probs, "target": target,
                                "confusion": multiclass_confusion_matrix(preds, target, k)}
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self):
-        self._eval_epoch_end("test")
-
     # -------------------------------------------------------------- artifacts
     def write_artifacts(self, out_dir: Path, datamodule) -> dict:
         """roc.png and confusion.png from the test split (validation when the run did not test)."""

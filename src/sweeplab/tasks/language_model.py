@@ -97,21 +97,9 @@ class LanguageModelTask(Task):
             self.unk[f"{split}_"].reset()
         metric.reset()
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
-
     def on_validation_epoch_start(self):
         if self.counting:  # validation runs before on_train_epoch_end: turn the counts so far into probabilities
             self.net.finalize()
-
-    def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self):
-        self._eval_epoch_end("test")
 
     # -------------------------------------------------------------- artifacts
     def write_artifacts(self, out_dir: Path, datamodule) -> dict:
