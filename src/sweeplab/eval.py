@@ -7,7 +7,6 @@ Writes <run dir>/eval_<split>.json (when given a run dir) and prints the metrics
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,25 +47,18 @@ def evaluate(target: str, opts: EvalConf, data_overrides: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sweeplab.config.validate import ConfigError
-    from sweeplab.data.errors import DataError
-    from sweeplab.runs.record import write_json
-    from sweeplab.runs.restore import RestoreError, parse_options
+    from sweeplab.runs.restore import target_cli
 
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        raise SystemExit(0 if argv else 2)
-    try:
-        opts, data_overrides = parse_options(argv[1:], EvalConf, "sweeplab-eval")
-        metrics = evaluate(argv[0], opts, data_overrides)
-    except (ConfigError, RestoreError, DataError, FileNotFoundError) as e:
-        print(f"sweeplab-eval: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if Path(argv[0]).is_dir():
-        write_json(Path(argv[0]) / f"eval_{opts.split}.json", {"split": opts.split, "metrics": metrics,
-                                                               "data_overrides": data_overrides})
-    print(json.dumps(metrics, indent=2))
+    def body(target: str, opts: EvalConf, data_overrides: list[str]) -> None:
+        from sweeplab.runs.record import write_json
+
+        metrics = evaluate(target, opts, data_overrides)
+        if Path(target).is_dir():
+            write_json(Path(target) / f"eval_{opts.split}.json", {"split": opts.split, "metrics": metrics,
+                                                                 "data_overrides": data_overrides})
+        print(json.dumps(metrics, indent=2))
+
+    target_cli("sweeplab-eval", __doc__, argv, EvalConf, body)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -57,21 +56,15 @@ def generate(target: str, opts: GenerateConf) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     from sweeplab.config.validate import ConfigError
-    from sweeplab.runs.restore import RestoreError, parse_options
+    from sweeplab.runs.restore import target_cli
 
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        raise SystemExit(0 if argv else 2)
-    try:
-        opts, extra = parse_options(argv[1:], GenerateConf, "sweeplab-generate")
-        if extra:
-            raise ConfigError(f"data options do not apply to generation: {extra[0]}")
-        for line in generate(argv[0], opts):
+    def body(target: str, opts: GenerateConf, data_overrides: list[str]) -> None:
+        if data_overrides:
+            raise ConfigError(f"data options do not apply to generation: {data_overrides[0]}")
+        for line in generate(target, opts):
             print(line)
-    except (ConfigError, RestoreError) as e:
-        print(f"sweeplab-generate: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+
+    target_cli("sweeplab-generate", __doc__, argv, GenerateConf, body)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def build_network(ckpt: dict):
     return cfg, net
 
 
-def parse_options(args: list[str], schema: type, prog: str):
+def parse_options(args: list[str], schema: type):
     """`key=value` arguments → an instance of ``schema`` (a dataclass), with one-line errors."""
     from dataclasses import fields
 
@@ -80,3 +80,23 @@ def parse_options(args: list[str], schema: type, prog: str):
     check_node(merged, schema, "")
     data_overrides = [p for p in pairs if p.startswith("data.")]
     return schema(**OmegaConf.to_container(merged)), data_overrides
+
+
+def target_cli(prog: str, doc: str, argv: list[str] | None, schema: type, body) -> None:
+    """`prog <run dir or checkpoint> key=value ...`: help, options parsed against ``schema``, then
+    ``body(target, opts, data_overrides)``; a bad argument or file is one line on stderr and exit 2."""
+    import sys
+
+    from sweeplab.config.validate import ConfigError
+    from sweeplab.data.errors import DataError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(doc.strip())
+        raise SystemExit(0 if argv else 2)
+    try:
+        opts, data_overrides = parse_options(argv[1:], schema)
+        body(argv[0], opts, data_overrides)
+    except (ConfigError, RestoreError, DataError, FileNotFoundError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
