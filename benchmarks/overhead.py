@@ -3,6 +3,7 @@ run through sweeplab's task + Lightning Trainer (with its default callbacks and 
 
     python benchmarks/overhead.py [--steps 600] [--threads 1]     # prints JSON
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ import time
 
 def plain_loop(dm, net, steps: int, warmup: int = 50) -> float:
     import torch
+
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     it, t0 = 0, None
     while True:
@@ -34,6 +36,7 @@ def plain_loop(dm, net, steps: int, warmup: int = 50) -> float:
 def lightning_loop(dm, net, steps: int, warmup: int = 50, tmp: str = "/tmp/sweeplab_bench") -> float:
     import functools
     import shutil
+    from pathlib import Path
 
     import pytorch_lightning as pl
     import torch
@@ -41,13 +44,21 @@ def lightning_loop(dm, net, steps: int, warmup: int = 50, tmp: str = "/tmp/sweep
 
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.tasks.language_model import LanguageModelTask
-    from pathlib import Path
 
     shutil.rmtree(tmp, ignore_errors=True)
-    cfg = OmegaConf.create({"monitor": "val/loss", "monitor_mode": "min", "trainer": {"log_every_n_steps": 50},
-                            "callbacks": {"checkpoint": {"save_top_k": 1, "save_last": True},
-                                          "early_stopping": {"enabled": False, "patience": 1, "min_delta": 0},
-                                          "progress_bar": "none"}, "logger": {"tensorboard": False}})
+    cfg = OmegaConf.create(
+        {
+            "monitor": "val/loss",
+            "monitor_mode": "min",
+            "trainer": {"log_every_n_steps": 50},
+            "callbacks": {
+                "checkpoint": {"save_top_k": 1, "save_last": True},
+                "early_stopping": {"enabled": False, "patience": 1, "min_delta": 0},
+                "progress_bar": "none",
+            },
+            "logger": {"tensorboard": False},
+        }
+    )
     times = {}
 
     class Clock(pl.Callback):
@@ -61,9 +72,17 @@ def lightning_loop(dm, net, steps: int, warmup: int = 50, tmp: str = "/tmp/sweep
 
     task = LanguageModelTask(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3), num_samples=0)
     callbacks, _ = build_callbacks(cfg, Path(tmp), trainable=True)
-    trainer = pl.Trainer(max_steps=warmup + steps, callbacks=[*callbacks, Clock()], logger=build_loggers(cfg, Path(tmp)),
-                         limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
-                         gradient_clip_val=1.0, log_every_n_steps=50, accelerator="cpu")
+    trainer = pl.Trainer(
+        max_steps=warmup + steps,
+        callbacks=[*callbacks, Clock()],
+        logger=build_loggers(cfg, Path(tmp)),
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+        log_every_n_steps=50,
+        accelerator="cpu",
+    )
     trainer.fit(task, datamodule=dm)
     return (times["t1"] - times["t0"]) / steps * 1e3
 
@@ -73,9 +92,12 @@ def startup() -> dict:
         t0 = time.perf_counter()
         subprocess.run(args, capture_output=True)
         return round(time.perf_counter() - t0, 2)
-    return {"import_pytorch_lightning_s": timed([sys.executable, "-c", "import pytorch_lightning"]),
-            "reject_bad_override_s": timed([sys.executable, "-m", "sweeplab.train", "model.dropout=1.5"]),
-            "compose_and_print_config_s": timed([sys.executable, "-m", "sweeplab.train", "--cfg", "job"])}
+
+    return {
+        "import_pytorch_lightning_s": timed([sys.executable, "-c", "import pytorch_lightning"]),
+        "reject_bad_override_s": timed([sys.executable, "-m", "sweeplab.train", "model.dropout=1.5"]),
+        "compose_and_print_config_s": timed([sys.executable, "-m", "sweeplab.train", "--cfg", "job"]),
+    }
 
 
 def main() -> None:
@@ -84,23 +106,33 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     import torch
+
     torch.set_num_threads(args.threads)
     from sweeplab.data.names import NamesDataModule
     from sweeplab.models.lstm import LSTM
     from sweeplab.models.mlp import MLP
 
     rows = []
-    for label, make, batch in [("mlp", lambda kw: MLP(**kw), 32), ("mlp", lambda kw: MLP(**kw), 256),
-                               ("lstm-128", lambda kw: LSTM(**kw, embed_dim=64, hidden_dim=128, num_layers=1,
-                                                            dropout=0.0), 64)]:
+    for label, make, batch in [
+        ("mlp", lambda kw: MLP(**kw), 32),
+        ("mlp", lambda kw: MLP(**kw), 256),
+        ("lstm-128", lambda kw: LSTM(**kw, embed_dim=64, hidden_dim=128, num_layers=1, dropout=0.0), 64),
+    ]:
         dm = NamesDataModule(batch_size=batch)
         dm.setup()
         torch.manual_seed(0)
         plain = plain_loop(dm, make(dm.model_kwargs()), args.steps)
         torch.manual_seed(0)
         lit = lightning_loop(dm, make(dm.model_kwargs()), args.steps)
-        rows.append({"model": label, "batch_names": batch, "plain_ms_per_step": round(plain, 3),
-                     "sweeplab_ms_per_step": round(lit, 3), "ratio": round(lit / plain, 2)})
+        rows.append(
+            {
+                "model": label,
+                "batch_names": batch,
+                "plain_ms_per_step": round(plain, 3),
+                "sweeplab_ms_per_step": round(lit, 3),
+                "ratio": round(lit / plain, 2),
+            }
+        )
     print(json.dumps({"threads": args.threads, "steps": args.steps, "rows": rows, "startup": startup()}, indent=2))
 
 

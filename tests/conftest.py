@@ -1,4 +1,5 @@
 """Shared helpers: run sweeplab-train jobs in-process (fast) or as the real CLI (subprocess)."""
+
 from __future__ import annotations
 
 import json
@@ -45,6 +46,7 @@ def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:
         run_job(cfg)
     finally:
         import torch
+
         torch.set_grad_enabled(True)
     return json.loads((out_dir / "metrics.json").read_text())
 
@@ -52,8 +54,9 @@ def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:
 def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
     """Run an entry point module as the user would; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
 @pytest.fixture
@@ -71,6 +74,14 @@ def run_job(tmp_path):
 def trained_names_run(tmp_path_factory):
     """One short real names run shared by the generation / eval / files tests."""
     out = tmp_path_factory.mktemp("names_run") / "run"
-    metrics = run_job_inprocess(["model=mlp", "trainer.max_epochs=2", "data.batch_size=256",
-                                 "trainer.log_every_n_steps=10", "task.num_samples=20"], out)
+    metrics = run_job_inprocess(
+        [
+            "model=mlp",
+            "trainer.max_epochs=2",
+            "data.batch_size=256",
+            "trainer.log_every_n_steps=10",
+            "task.num_samples=20",
+        ],
+        out,
+    )
     return out, metrics

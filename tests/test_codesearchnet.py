@@ -2,6 +2,7 @@
 gz and plain), vocabulary and token-budget batching, the Kneser-Ney n-gram, every LM on this data, beam
 search, and one-line errors for bad input. The fixtures are real stdlib functions written by the tests in
 CodeSearchNet's layout."""
+
 from __future__ import annotations
 
 import gzip
@@ -16,19 +17,31 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from sweeplab.data.batching import PackedPairs, TokenBudgetSampler  # noqa: E402
-from sweeplab.data.codesearchnet import CodeSearchNetDataModule  # noqa: E402
-from sweeplab.data.errors import DataError  # noqa: E402
-from sweeplab.data.pytokens import detokenize, tokenize  # noqa: E402
-from sweeplab.data.stdlib_corpus import (SPLITS, build_corpus, ensure_corpus, file_functions,  # noqa: E402
-                                         split_of, stdlib_root)
-from sweeplab.models.base import IGNORE_INDEX  # noqa: E402
+from sweeplab.data.batching import PackedPairs, TokenBudgetSampler
+from sweeplab.data.codesearchnet import CodeSearchNetDataModule
+from sweeplab.data.errors import DataError
+from sweeplab.data.pytokens import detokenize, tokenize
+from sweeplab.data.stdlib_corpus import SPLITS, build_corpus, ensure_corpus, file_functions, split_of, stdlib_root
+from sweeplab.models.base import IGNORE_INDEX
 
 # Real code for the fixtures: small, stable stdlib modules (a few dozen functions in all).
-MODULES = {"train": ["textwrap.py", "shlex.py", "fnmatch.py", "glob.py", "colorsys.py"],
-           "valid": ["bisect.py", "keyword.py", "genericpath.py"], "test": ["heapq.py", "copy.py"]}
-FIELDS = {"repo", "path", "func_name", "original_string", "language", "code", "code_tokens", "docstring",
-          "docstring_tokens", "partition"}
+MODULES = {
+    "train": ["textwrap.py", "shlex.py", "fnmatch.py", "glob.py", "colorsys.py"],
+    "valid": ["bisect.py", "keyword.py", "genericpath.py"],
+    "test": ["heapq.py", "copy.py"],
+}
+FIELDS = {
+    "repo",
+    "path",
+    "func_name",
+    "original_string",
+    "language",
+    "code",
+    "code_tokens",
+    "docstring",
+    "docstring_tokens",
+    "partition",
+}
 
 
 def stdlib_rows(names: list[str], partition: str) -> list[dict]:
@@ -63,7 +76,7 @@ def csn_dir(tmp_path_factory, csn_rows):
     base = root / "python" / "final" / "jsonl"
     train = csn_rows["train"]
     write_jsonl(base / "train" / "python_train_0.jsonl.gz", train[: len(train) // 2])
-    write_jsonl(base / "train" / "python_train_1.jsonl.gz", train[len(train) // 2:])
+    write_jsonl(base / "train" / "python_train_1.jsonl.gz", train[len(train) // 2 :])
     write_jsonl(base / "valid" / "python_valid_0.jsonl", csn_rows["valid"])
     write_jsonl(base / "test" / "python_test_0.jsonl.gz", csn_rows["test"])
     return root
@@ -76,8 +89,12 @@ def hf_cache(tmp_path_factory):
 
 def datamodule(path, hf_cache, **kw) -> CodeSearchNetDataModule:
     kw = {"vocab_size": 400, "max_seq_len": 128, "batch_tokens": 512, **kw}
-    return CodeSearchNetDataModule(path=str(path) if isinstance(path, os.PathLike) else path,
-                                   cache_dir=hf_cache, data_dir=os.path.join(hf_cache, "sweeplab"), **kw)
+    return CodeSearchNetDataModule(
+        path=str(path) if isinstance(path, os.PathLike) else path,
+        cache_dir=hf_cache,
+        data_dir=os.path.join(hf_cache, "sweeplab"),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +106,47 @@ def dm(csn_dir, hf_cache):
 
 # ---------------------------------------------------------------- tokens
 def test_tokenize_like_codesearchnet():
-    src = ('@cache\ndef f(a, b=1, *args, **kw):  # a comment\n    """Docstring.\n\n    More."""\n'
-           '    s = f"{a!r} and {b}"\n    return [x ** 2 for x in a if x], \'\'\'multi\nline\'\'\'\n')
-    assert tokenize(src) == ["@", "cache", "def", "f", "(", "a", ",", "b", "=", "1", ",", "*", "args", ",",
-                             "**", "kw", ")", ":", "s", "=", 'f"{a!r} and {b}"', "return", "[", "x", "**",
-                             "2", "for", "x", "in", "a", "if", "x", "]", ",", "'''multi\nline'''"]
+    src = (
+        '@cache\ndef f(a, b=1, *args, **kw):  # a comment\n    """Docstring.\n\n    More."""\n'
+        "    s = f\"{a!r} and {b}\"\n    return [x ** 2 for x in a if x], '''multi\nline'''\n"
+    )
+    assert tokenize(src) == [
+        "@",
+        "cache",
+        "def",
+        "f",
+        "(",
+        "a",
+        ",",
+        "b",
+        "=",
+        "1",
+        ",",
+        "*",
+        "args",
+        ",",
+        "**",
+        "kw",
+        ")",
+        ":",
+        "s",
+        "=",
+        'f"{a!r} and {b}"',
+        "return",
+        "[",
+        "x",
+        "**",
+        "2",
+        "for",
+        "x",
+        "in",
+        "a",
+        "if",
+        "x",
+        "]",
+        ",",
+        "'''multi\nline'''",
+    ]
     # only the function's own docstring goes (CodeSearchNet keeps nested functions' ones)
     nested = 'def f():\n    "doc"\n    def g():\n        "inner"\n    return "x"\n'
     assert tokenize(nested) == ["def", "f", "(", ")", ":", "def", "g", "(", ")", ":", '"inner"', "return", '"x"']
@@ -125,14 +178,15 @@ def test_stdlib_corpus_builder_on_a_small_directory(tmp_path):
     rows = {}
     for s in SPLITS:
         f = out / "python" / "final" / "jsonl" / s / f"python_{s}_0.jsonl.gz"
-        rows[s] = [json.loads(line) for line in gzip.open(f, "rt", encoding="utf-8")]
+        with gzip.open(f, "rt", encoding="utf-8") as lines:
+            rows[s] = [json.loads(line) for line in lines]
         assert len(rows[s]) == manifest["splits"][s]["functions"]
         assert all(r["partition"] == s and split_of(r["path"]) == s for r in rows[s])
     everything = [r for rs in rows.values() for r in rs]
     assert manifest["functions"] == len(everything) > 40
     assert manifest["tokens"] == sum(len(r["code_tokens"]) for r in everything)
     for r in everything:
-        assert FIELDS <= r.keys() and r["language"] == "python"
+        assert r.keys() >= FIELDS and r["language"] == "python"
         assert tokenize(r["code"]) == r["code_tokens"]  # no comments, no docstring, no layout tokens
     dedent = next(r for r in everything if r["func_name"] == "dedent")
     assert dedent["docstring"].startswith("Remove any common leading whitespace")
@@ -267,10 +321,18 @@ LM_MODELS = ["kn_ngram", "mlp", "rnn", "lstm", "gru", "peephole_lstm", "cnn", "t
 
 
 def csn_overrides(csn_dir, hf_cache):
-    return ["data=codesearchnet", f"data.path={csn_dir}", f"data.cache_dir={hf_cache}",
-            f"data.data_dir={hf_cache}/sweeplab", "data.vocab_size=400", "data.max_seq_len=128",
-            "data.batch_tokens=1024", "data.adaptive_cutoffs=[100,200]", "task.num_samples=2",
-            "task.max_new_tokens=16"]
+    return [
+        "data=codesearchnet",
+        f"data.path={csn_dir}",
+        f"data.cache_dir={hf_cache}",
+        f"data.data_dir={hf_cache}/sweeplab",
+        "data.vocab_size=400",
+        "data.max_seq_len=128",
+        "data.batch_tokens=1024",
+        "data.adaptive_cutoffs=[100,200]",
+        "task.num_samples=2",
+        "task.max_new_tokens=16",
+    ]
 
 
 @pytest.mark.parametrize("model", LM_MODELS)
@@ -285,8 +347,13 @@ def test_each_model_fast_dev_run(model, run_job, csn_dir, hf_cache):
 def test_beam_of_one_is_greedy_on_a_trained_model(run_job, csn_dir, hf_cache):
     from sweeplab.generate import GenerateConf, generate
 
-    out, m = run_job(*csn_overrides(csn_dir, hf_cache), "model=lstm", "trainer.max_epochs=3",
-                     "optimizer.lr=1e-2", "data.adaptive_cutoffs=null")
+    out, m = run_job(
+        *csn_overrides(csn_dir, hf_cache),
+        "model=lstm",
+        "trainer.max_epochs=3",
+        "optimizer.lr=1e-2",
+        "data.adaptive_cutoffs=null",
+    )
     assert m["status"] == "completed", m.get("error")
     assert m["final"]["test/loss"] < m["data"]["unigram_val_loss"] + 0.5
     # the vocabulary is saved beside the run as well as in the checkpoint
@@ -295,8 +362,10 @@ def test_beam_of_one_is_greedy_on_a_trained_model(run_job, csn_dir, hf_cache):
         greedy = generate(str(out), GenerateConf(greedy=True, prefix=prefix, max_new_tokens=24))
         beam1 = generate(str(out), GenerateConf(beam_size=1, prefix=prefix, max_new_tokens=24))
         assert greedy == beam1 and greedy[0].startswith("def")
-    sampled = generate(str(out), GenerateConf(prefix="def train (", num_samples=3, temperature=0.8, top_k=20,
-                                              top_p=0.9, max_new_tokens=24))
+    sampled = generate(
+        str(out),
+        GenerateConf(prefix="def train (", num_samples=3, temperature=0.8, top_k=20, top_p=0.9, max_new_tokens=24),
+    )
     assert len(sampled) == 3 and all(s.startswith("def") for s in sampled)
     # the checkpoint alone (vocabulary included) reproduces the run's test perplexity
     from sweeplab.eval import EvalConf, evaluate
@@ -320,9 +389,14 @@ def test_missing_path_and_empty_glob(tmp_path, hf_cache):
     assert "the glob matches no .jsonl" in one_line(e)
 
 
-@pytest.mark.parametrize("bad_line,why", [("{not json", "not JSON"),
-                                          ('{"func_name": "f", "partition": "train"}', "no 'code_tokens' field"),
-                                          ('{"code_tokens": "def f", "partition": "train"}', "not a list of strings")])
+@pytest.mark.parametrize(
+    "bad_line,why",
+    [
+        ("{not json", "not JSON"),
+        ('{"func_name": "f", "partition": "train"}', "no 'code_tokens' field"),
+        ('{"code_tokens": "def f", "partition": "train"}', "not a list of strings"),
+    ],
+)
 def test_bad_lines_fail_naming_file_and_line_or_are_skipped(bad_line, why, csn_dir, csn_rows, hf_cache, tmp_path):
     root = tmp_path / "csn"
     shutil.copytree(csn_dir, root)

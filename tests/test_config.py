@@ -1,5 +1,6 @@
 """Config layer: every option composes, has a schema matching its YAML and its constructor; bad
 overrides are rejected in one line before anything runs."""
+
 from __future__ import annotations
 
 import inspect
@@ -9,11 +10,10 @@ from dataclasses import fields
 import pytest
 from hydra.utils import get_class
 
+from conftest import cli, compose_job
 from sweeplab.config.preflight import check_overrides, group_options
 from sweeplab.config.schema import SCHEMAS, TRAINER_EXTRA_ARGS, TrainerConf
 from sweeplab.config.validate import SCHEMA_GROUPS, ConfigError, validate
-
-from conftest import cli, compose_job
 
 DATA_FACTS = {"vocab_size", "max_len", "in_channels", "num_classes", "image_size"}
 
@@ -29,14 +29,15 @@ def test_every_group_option_has_a_schema_equal_to_its_keys(tmp_path):
             cfg = compose_job([f"{group}={option}", *extra], tmp_path)
             schema = SCHEMAS.get((group, option))
             assert schema is not None, f"no schema for {group}={option}"
-            keys = {k for k in cfg[group].keys() if not k.startswith("_")}
+            keys = {k for k in cfg[group] if not k.startswith("_")}
             assert keys == {f.name for f in fields(schema)}, f"{group}={option}: YAML keys != schema fields"
 
 
 @pytest.mark.parametrize("option", options("model"))
 def test_model_schema_matches_constructor(option):
-    from omegaconf import OmegaConf
     from importlib import resources
+
+    from omegaconf import OmegaConf
 
     target = OmegaConf.load(str(resources.files("sweeplab.conf") / "model" / f"{option}.yaml"))["_target_"]
     params = set(inspect.signature(get_class(target).__init__).parameters) - {"self"} - DATA_FACTS
@@ -54,7 +55,7 @@ def test_trainer_keys_are_real_trainer_arguments():
 def _pairs():
     lm_models = [m for m in options("model") if m not in ("densenet_cbam", "resnet")]
     for data in options("data"):
-        for model in (["densenet_cbam", "resnet"] if data == "lensing" else lm_models):
+        for model in ["densenet_cbam", "resnet"] if data == "lensing" else lm_models:
             if model in options("model"):
                 yield data, model
 
@@ -107,8 +108,18 @@ def test_bad_overrides_fail_in_one_line(args, message, hint):
 
 
 def test_good_overrides_pass():
-    check_overrides(["model=gru", "model.hidden_dim=32", "scheduler=step", "scheduler.warmup_steps=5",
-                     "optimizer=sgd", "optimizer.momentum=0.5", "+trainer.profiler=simple", "seed=3"])
+    check_overrides(
+        [
+            "model=gru",
+            "model.hidden_dim=32",
+            "scheduler=step",
+            "scheduler.warmup_steps=5",
+            "optimizer=sgd",
+            "optimizer.momentum=0.5",
+            "+trainer.profiler=simple",
+            "seed=3",
+        ]
+    )
     check_overrides(["model=mlp,lstm", "model.dropout=0,0.2", "scheduler=constant,cosine"])
 
 

@@ -1,5 +1,6 @@
 """Lensing study (issue 6): the caustics simulator, the DeepLense-layout loader and its bad-input errors,
 both networks end to end, and a short training that learns."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,11 @@ def test_generated_dataset_layout_manifest_and_reuse(tmp_path):
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no temp dir left behind
     # the files are the simulator's images: index i of train, VAL_INDEX_OFFSET + i of val
     sim = ls.LensSimulator(cfg)
-    np.testing.assert_allclose(np.load(root / "val" / "sphere" / f"{ls.VAL_INDEX_OFFSET + 1:08d}.npy"),
-                               sim.images(1, [ls.VAL_INDEX_OFFSET + 1])[0], atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(root / "val" / "sphere" / f"{ls.VAL_INDEX_OFFSET + 1:08d}.npy"),
+        sim.images(1, [ls.VAL_INDEX_OFFSET + 1])[0],
+        atol=1e-6,
+    )
     again = ls.generate_dataset(tmp_path, cfg, train_per_class=3, val_per_class=2)
     assert not again.generated and again.root == root
     other = ls.generate_dataset(tmp_path, ls.SimConfig(image_size=16, noise=0.05), 3, 2)
@@ -156,7 +160,7 @@ def test_loader_on_a_real_layout(layout):
     assert sizes == {"train": 12, "test": 3, "val": 6}  # 90/10 of train/ per class (at least one each)
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 1, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.long
-    xv, yv = next(iter(dm.val_dataloader()))
+    _xv, yv = next(iter(dm.val_dataloader()))
     assert yv.tolist()[:3] == [0, 1, 2]  # evaluation order interleaves the classes
     stats = dm.stats()
     assert stats["train_items"] == 12 and stats["source"] == str(layout)
@@ -194,6 +198,7 @@ def _break(root: Path, kind: str) -> tuple[Path, str]:
     """Damage a copy of the layout; returns (the path the error must name, a phrase it must contain)."""
     if kind == "missing class folder":
         import shutil
+
         shutil.rmtree(root / "val" / "vort")
         return root / "val" / "vort", "missing class folder"
     if kind == "wrong shape":
@@ -227,8 +232,16 @@ def _break(root: Path, kind: str) -> tuple[Path, str]:
     raise ValueError(kind)
 
 
-BAD = ["missing class folder", "wrong shape", "shape differs", "wrong dtype", "truncated file", "not npy",
-       "empty class", "unknown class folder"]
+BAD = [
+    "missing class folder",
+    "wrong shape",
+    "shape differs",
+    "wrong dtype",
+    "truncated file",
+    "not npy",
+    "empty class",
+    "unknown class folder",
+]
 
 
 @pytest.mark.parametrize("kind", BAD)
@@ -248,8 +261,13 @@ def test_bad_input_fails_in_one_line_naming_the_file(kind, layout, tmp_path):
 
 def test_bad_path_through_the_pipeline_is_one_line_error(run_job, tmp_path, lensing_cache):
     with pytest.raises(SystemExit):
-        run_job("data=lensing", "model=resnet", f"data.path={tmp_path / 'nowhere'}",
-                f"paths.data_dir={lensing_cache}", name="bad")
+        run_job(
+            "data=lensing",
+            "model=resnet",
+            f"data.path={tmp_path / 'nowhere'}",
+            f"paths.data_dir={lensing_cache}",
+            name="bad",
+        )
     m = json.loads((tmp_path / "bad" / "metrics.json").read_text())
     assert m["status"] == "failed" and "nowhere" in m["error"] and "\n" not in m["error"]
 
@@ -272,9 +290,16 @@ def test_networks_shapes_and_sizes():
 
 @pytest.mark.parametrize("model,on_the_fly", [("densenet_cbam", False), ("resnet", True)])
 def test_each_network_fast_dev_run_64px(model, on_the_fly, run_job, lensing_cache):
-    out, m = run_job("data=lensing", f"model={model}", "debug=fast_dev_run", "data.train_per_class=6",
-                     "data.val_per_class=3", "data.batch_size=8", f"data.on_the_fly={str(on_the_fly).lower()}",
-                     f"paths.data_dir={lensing_cache}")
+    out, m = run_job(
+        "data=lensing",
+        f"model={model}",
+        "debug=fast_dev_run",
+        "data.train_per_class=6",
+        "data.val_per_class=3",
+        "data.batch_size=8",
+        f"data.on_the_fly={str(on_the_fly).lower()}",
+        f"paths.data_dir={lensing_cache}",
+    )
     assert m["status"] == "completed", m.get("error")
     assert m["data"]["image_size"] == 64
     for key in ("test/loss", "test/acc", "test/f1", "test/auc", "test/auc_vort"):
@@ -288,10 +313,21 @@ def test_short_training_beats_chance(run_job, lensing_cache):
     """A small simulated set (48 px, 500 images per class) with heavier substructure: the seed's recipe at a
     higher learning rate learns it in ten short epochs (chance: accuracy 1/3, AUC 0.5; measured: val AUC
     0.91, test AUC 0.92, 27 s)."""
-    out, m = run_job("experiment=lensing_seed", "model=resnet", "model.width=8", "model.depth=1",
-                     "data.image_size=48", "data.difficulty=[0.15,0.25]", "data.train_per_class=500",
-                     "data.val_per_class=60", "optimizer.lr=3e-3", "scheduler.warmup_epochs=1",
-                     "loss.smoothing_start_epoch=1", "trainer.max_epochs=10", f"paths.data_dir={lensing_cache}")
+    out, m = run_job(
+        "experiment=lensing_seed",
+        "model=resnet",
+        "model.width=8",
+        "model.depth=1",
+        "data.image_size=48",
+        "data.difficulty=[0.15,0.25]",
+        "data.train_per_class=500",
+        "data.val_per_class=60",
+        "optimizer.lr=3e-3",
+        "scheduler.warmup_epochs=1",
+        "loss.smoothing_start_epoch=1",
+        "trainer.max_epochs=10",
+        f"paths.data_dir={lensing_cache}",
+    )
     assert m["status"] == "completed", m.get("error")
     best = m["best"]
     assert best["val/auc"] > 0.8 and best["val/acc"] > 0.6, best

@@ -1,4 +1,5 @@
 """The language-model zoo: shapes, causality, weight tying, adaptive softmax, gradients, the peephole cell."""
+
 from __future__ import annotations
 
 import importlib
@@ -75,9 +76,9 @@ def test_causal(name):
         ref = model(idx)
         for t in range(L - 1):
             changed = idx.clone()
-            changed[:, t + 1:] = torch.randint(0, V, changed[:, t + 1:].shape)
+            changed[:, t + 1 :] = torch.randint(0, V, changed[:, t + 1 :].shape)
             out = model(changed)
-            torch.testing.assert_close(out[:, :t + 1], ref[:, :t + 1], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out[:, : t + 1], ref[:, : t + 1], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out[:, -1], ref[:, -1]), "the last position ignores its own token"
 
 
@@ -150,12 +151,14 @@ def test_peephole_cell_matches_a_hand_computed_step():
     layer = PeepholeLSTMLayer(I, H)
     x, h, c = torch.randn(B, I), torch.randn(B, H), torch.randn(B, H)
     Wx, b, Wh = layer.x2g.weight, layer.x2g.bias, layer.h2g.weight
-    gate = {k: x @ Wx[n * H:(n + 1) * H].T + b[n * H:(n + 1) * H] + h @ Wh[n * H:(n + 1) * H].T
-            for n, k in enumerate("ifgo")}
+    gate = {
+        k: x @ Wx[n * H : (n + 1) * H].T + b[n * H : (n + 1) * H] + h @ Wh[n * H : (n + 1) * H].T
+        for n, k in enumerate("ifgo")
+    }
     i = torch.sigmoid(gate["i"] + layer.w_ci * c)
     f = torch.sigmoid(gate["f"] + layer.w_cf * c)
     c_new = f * c + i * torch.tanh(gate["g"])
-    o = torch.sigmoid(gate["o"] + layer.w_co * c_new)   # the output gate peeks at the new cell
+    o = torch.sigmoid(gate["o"] + layer.w_co * c_new)  # the output gate peeks at the new cell
     h_new = o * torch.tanh(c_new)
 
     got_h, got_c = layer.step(layer.x2g(x), h, c)

@@ -1,6 +1,7 @@
 """Sweeps end to end: summaries (failed jobs, seeds, rerun command), sweeplab-compare, kill-and-resume,
 Optuna search persisted and continued, the search-space check, launchers (joblib + one GPU per worker,
 Ray). Each sweep is a real `sweeplab-train -m` in a subprocess, with tiny runs (debug=limit)."""
+
 from __future__ import annotations
 
 import csv
@@ -48,9 +49,16 @@ def failing_sweep(tmp_path_factory):
     launcher with one (pretend) GPU per worker, so the summary is built from files written by workers."""
     tmp = tmp_path_factory.mktemp("failing")
     sweep_dir = tmp / "sweep"
-    res = sweep("seed=1,2", f"data.path=null,{tmp / 'missing.txt'}", "hydra/launcher=gpus",
-                "hydra.launcher.n_jobs=2", f"paths.log_dir={tmp}", f"hydra.sweep.dir={sweep_dir}", cwd=tmp,
-                env={"SWEEPLAB_GPUS": "3,5"})
+    res = sweep(
+        "seed=1,2",
+        f"data.path=null,{tmp / 'missing.txt'}",
+        "hydra/launcher=gpus",
+        "hydra.launcher.n_jobs=2",
+        f"paths.log_dir={tmp}",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp,
+        env={"SWEEPLAB_GPUS": "3,5"},
+    )
     return sweep_dir, res.stdout + res.stderr
 
 
@@ -75,7 +83,7 @@ def test_summary_lists_jobs_aggregates_seeds_and_prints_the_rerun_command(failin
     assert "4 jobs (2 completed, 2 failed)" in md and "![validation curves](curves.png)" in md
     seeds = md.split("## Mean ± std over seeds")[1].split("##")[0]
     best = [float(r["best val/loss"]) for r in done]
-    mean, std = sum(best) / 2, abs(best[0] - best[1]) / 2 ** 0.5
+    mean, std = sum(best) / 2, abs(best[0] - best[1]) / 2**0.5
     assert f"| null | 2 | {mean:.4g} ± {std:.2g} |" in seeds
     assert "| 0/2 | - |" in seeds  # the missing path: no completed seed
     assert (sweep_dir / "curves.png").stat().st_size > 10_000
@@ -109,26 +117,34 @@ def killed_and_resumed(tmp_path_factory):
     same command again into the same sweep dir."""
     tmp = tmp_path_factory.mktemp("killed")
     sweep_dir = tmp / "sweep"
-    args = ["trainer.max_epochs=2,60", "callbacks.early_stopping.enabled=false", f"paths.log_dir={tmp}",
-            f"hydra.sweep.dir={sweep_dir}"]
+    args = [
+        "trainer.max_epochs=2,60",
+        "callbacks.early_stopping.enabled=false",
+        f"paths.log_dir={tmp}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     log = tmp / "first_launch.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sweeplab.train", "-m", *args, *QUIET], cwd=tmp,
-                                stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweeplab.train", "-m", *args, *QUIET],
+            cwd=tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"},
+        )
     deadline = time.time() + 300
     try:
         while time.time() < deadline and not list(sweep_dir.glob("1_*/checkpoints/last.ckpt")):
-            assert proc.poll() is None, f"the sweep ended before its second job wrote a checkpoint:\n" \
-                                        f"{log.read_text()[-3000:]}"
+            assert proc.poll() is None, (
+                f"the sweep ended before its second job wrote a checkpoint:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(0.05)
         time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGKILL)  # the basic launcher runs the job in the sweep's own process
         proc.wait(timeout=60)
     first, second = jobs(sweep_dir)
-    before = {"first": metrics(first), "second": metrics(second),
-              "csv": read_csv(second / "metrics.csv")}
+    before = {"first": metrics(first), "second": metrics(second), "csv": read_csv(second / "metrics.csv")}
     res = sweep(*args, cwd=tmp)
     return first, second, before, res.stdout + res.stderr
 
@@ -152,7 +168,7 @@ def test_rerun_after_kill_skips_finished_jobs_and_resumes_the_killed_one(killed_
     train_steps = [int(r["step"]) for r in rows if r["train/loss"]]
     assert train_steps == sorted(set(train_steps))
     kept = [r for r in before["csv"] if r["val/loss"]][:-1]  # (the last may postdate the checkpoint)
-    now = [{k: r[k] for k in before["csv"][0]} for r in rows if r["val/loss"]][:len(kept)]
+    now = [{k: r[k] for k in before["csv"][0]} for r in rows if r["val/loss"]][: len(kept)]
     assert kept and now == kept  # the rows from before the kill are kept as they were
 
 
@@ -171,8 +187,17 @@ def test_compare_two_sweeps(failing_sweep, killed_and_resumed, tmp_path, capsys,
     assert {r["trainer.max_epochs"] for r in rows} == {"2", "60"}  # sweep A's 2 (debug=limit) read from its config
     assert (tmp_path / "report" / "summary.md").is_file() and (tmp_path / "report" / "curves.png").is_file()
 
-    main([str(sweep_a.parent / "*"), str(sweep_b), "--filter", "status=completed", "--sort=-trainer.max_epochs",
-          "--format", "md"])
+    main(
+        [
+            str(sweep_a.parent / "*"),
+            str(sweep_b),
+            "--filter",
+            "status=completed",
+            "--sort=-trainer.max_epochs",
+            "--format",
+            "md",
+        ]
+    )
     md = capsys.readouterr().out
     table = [ln for ln in md.splitlines() if ln.startswith("| ")][1:5]
     assert len(table) == 4 and "| 60 |" in table[0] and "| 2 |" in table[-1]
@@ -218,9 +243,15 @@ def test_ray_launcher_two_job_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     assert len(str(tmp)) < 40, tmp
     sweep_dir = tmp / "sweep"
-    sweep("hydra/launcher=ray_local", "hydra.launcher.ray.init.num_cpus=2", "model.dropout=0,0.2",
-          f"paths.log_dir={tmp}", f"hydra.sweep.dir={sweep_dir}", cwd=tmp,
-          env={"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0"})
+    sweep(
+        "hydra/launcher=ray_local",
+        "hydra.launcher.ray.init.num_cpus=2",
+        "model.dropout=0,0.2",
+        f"paths.log_dir={tmp}",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp,
+        env={"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0"},
+    )
     records = [metrics(j) for j in jobs(sweep_dir)]
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert len({r["pid"] for r in records}) == 2 and os.getpid() not in {r["pid"] for r in records}
@@ -229,8 +260,9 @@ def test_ray_launcher_two_job_sweep(tmp_path_factory):
     shutil.rmtree(tmp / "ray", ignore_errors=True)
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "hparams_search")
-                                          .glob("*.yaml")))
+@pytest.mark.parametrize(
+    "preset", sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "hparams_search").glob("*.yaml"))
+)
 def test_hparams_search_presets_compose_and_their_search_space_validates(preset):
     from hydra import compose, initialize_config_module
 
@@ -238,23 +270,28 @@ def test_hparams_search_presets_compose_and_their_search_space_validates(preset)
 
     check_overrides([f"hparams_search={preset}"])  # every choice and both ends of every interval
     import sweeplab.config.resolvers  # noqa: F401
+
     with initialize_config_module(config_module="sweeplab.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"hparams_search={preset}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.study_name == preset
     assert sweeper.storage.startswith("sqlite:///") and sweeper.storage.endswith("/optuna.db")
     assert sweeper.direction == f"{cfg.monitor_mode}imize"
-    assert OmegaConf.select(cfg, "hydra.callbacks.sweep_summary._target_") == \
-        "sweeplab.sweeps.callbacks.SweepSummary"
+    assert OmegaConf.select(cfg, "hydra.callbacks.sweep_summary._target_") == "sweeplab.sweeps.callbacks.SweepSummary"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["hparams_search=names_optuna", "model=ngram"], "hydra.sweeper.params: unknown key 'model.dropout'"),
-    (["model.dropout=interval(0, 1.5)"], "model.dropout=1.4999999999999998 is out of range"),
-    (["data.batch_size=int(interval(0, 64))"], "data.batch_size=0 is out of range"),
-    (["hparams_search=names_optuna", "hydra.sweeper.params.scheduler='choice(cosine,cosin)'"],
-     "unknown scheduler option 'cosin' (did you mean 'cosine'?)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["hparams_search=names_optuna", "model=ngram"], "hydra.sweeper.params: unknown key 'model.dropout'"),
+        (["model.dropout=interval(0, 1.5)"], "model.dropout=1.4999999999999998 is out of range"),
+        (["data.batch_size=int(interval(0, 64))"], "data.batch_size=0 is out of range"),
+        (
+            ["hparams_search=names_optuna", "hydra.sweeper.params.scheduler='choice(cosine,cosin)'"],
+            "unknown scheduler option 'cosin' (did you mean 'cosine'?)",
+        ),
+    ],
+)
 def test_bad_search_space_is_rejected_before_launch(args, message):
     from sweeplab.config.preflight import check_overrides
     from sweeplab.config.validate import ConfigError
@@ -268,9 +305,12 @@ def test_launcher_presets_compose():
     from hydra import compose, initialize_config_module
 
     import sweeplab.config.resolvers  # noqa: F401
+
     with initialize_config_module(config_module="sweeplab.conf", version_base="1.3"):
-        got = {name: compose("train", overrides=[f"hydra/launcher={name}"], return_hydra_config=True).hydra
-               for name in ("parallel", "gpus", "ray_local", "slurm")}
+        got = {
+            name: compose("train", overrides=[f"hydra/launcher={name}"], return_hydra_config=True).hydra
+            for name in ("parallel", "gpus", "ray_local", "slurm")
+        }
     assert got["parallel"].launcher.n_jobs == 2 and got["parallel"].launcher._target_.endswith("JoblibLauncher")
     assert got["gpus"].launcher._target_.endswith("JoblibLauncher") and "SWEEPLAB_GPUS" in got["gpus"].job.env_set
     assert got["ray_local"].launcher._target_.endswith("RayLauncher")
@@ -282,8 +322,9 @@ def test_launcher_presets_compose():
 def test_single_run_resumes_with_ckpt_path_last_and_its_metrics_continue(run_job):
     out, first = run_job("trainer.max_epochs=2", "callbacks.early_stopping.enabled=false", *QUIET, name="run")
     assert first["epochs"] == 2
-    out, m = run_job("trainer.max_epochs=4", "callbacks.early_stopping.enabled=false", "ckpt_path=last", *QUIET,
-                     name="run")
+    out, m = run_job(
+        "trainer.max_epochs=4", "callbacks.early_stopping.enabled=false", "ckpt_path=last", *QUIET, name="run"
+    )
     assert m["status"] == "completed" and m["epochs"] == 4 and m["resumed_from"].endswith("last.ckpt")
     assert [h["epoch"] for h in m["history"]] == [0, 1, 2, 3]
     rows = read_csv(out / "metrics.csv")

@@ -1,4 +1,5 @@
 """End to end on names: every model trains, runs leave their files, failures are recorded, sweeps run."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ def test_each_model_fast_dev_run(model, run_job):
 
 
 def test_mlp_short_training_beats_unigram(trained_names_run):
-    out, m = trained_names_run
+    _out, m = trained_names_run
     unigram = m["data"]["unigram_val_loss"]
     assert m["status"] == "completed"
     assert m["best"]["val/loss"] < unigram - 0.3, (m["best"]["val/loss"], unigram)
@@ -33,7 +34,7 @@ def test_mlp_short_training_beats_unigram(trained_names_run):
 
 
 def test_ngram_counts_in_one_pass(run_job):
-    out, m = run_job("model=ngram", "model.order=2", "data.batch_size=512")
+    _out, m = run_job("model=ngram", "model.order=2", "data.batch_size=512")
     assert m["status"] == "completed" and m["epochs"] == 1 and m["params"] == 0
     # A bigram on names: well below the unigram (≈2.82), near the known 2.45.
     assert 2.35 < m["final"]["test/loss"] < 2.6
@@ -41,8 +42,14 @@ def test_ngram_counts_in_one_pass(run_job):
 
 def test_run_dir_holds_every_file(trained_names_run):
     out, m = trained_names_run
-    for name in ("metrics.json", "metrics.csv", "curves.png", "samples.txt", ".hydra/config.yaml"
-                 if (out / ".hydra").exists() else "metrics.json", "checkpoints/last.ckpt"):
+    for name in (
+        "metrics.json",
+        "metrics.csv",
+        "curves.png",
+        "samples.txt",
+        ".hydra/config.yaml" if (out / ".hydra").exists() else "metrics.json",
+        "checkpoints/last.ckpt",
+    ):
         assert (out / name).is_file(), name
     assert (out / m["best"]["checkpoint"]).is_file()
     samples = (out / "samples.txt").read_text().splitlines()
@@ -81,7 +88,8 @@ def test_generate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         f"sweeplab-generate: error: cannot read checkpoint {bogus}: not a PyTorch checkpoint, or corrupt "
-        "(UnpicklingError)"]
+        "(UnpicklingError)"
+    ]
 
 
 def test_missing_data_file_fails_with_metrics_json(run_job, tmp_path):
@@ -103,8 +111,15 @@ def test_empty_data_file_is_rejected(run_job, tmp_path):
 
 def test_nan_loss_stops_the_run_as_diverged(run_job, tmp_path):
     with pytest.raises(SystemExit):
-        run_job("model=cnn", "optimizer=sgd", "optimizer.lr=1e30", "trainer.gradient_clip_val=null", "debug=limit",
-                "trainer.log_every_n_steps=1", name="diverged")
+        run_job(
+            "model=cnn",
+            "optimizer=sgd",
+            "optimizer.lr=1e30",
+            "trainer.gradient_clip_val=null",
+            "debug=limit",
+            "trainer.log_every_n_steps=1",
+            name="diverged",
+        )
     m = json.loads((tmp_path / "diverged" / "metrics.json").read_text())
     assert m["status"] == "diverged", m
     assert "nan" in m["error"] or "inf" in m["error"]
@@ -113,10 +128,22 @@ def test_nan_loss_stops_the_run_as_diverged(run_job, tmp_path):
 def test_ctrl_c_records_interrupted(tmp_path):
     """SIGINT mid-training: the run stops, metrics.json says interrupted, the exit code is non-zero."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeplab.train", f"paths.log_dir={tmp_path}", "trainer.max_epochs=50",
-         "callbacks.progress_bar=none", "callbacks.early_stopping.enabled=false", "data.batch_size=64"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "sweeplab.train",
+            f"paths.log_dir={tmp_path}",
+            "trainer.max_epochs=50",
+            "callbacks.progress_bar=none",
+            "callbacks.early_stopping.enabled=false",
+            "data.batch_size=64",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.time() + 180
     csvs = []
     while time.time() < deadline and not csvs:
@@ -132,8 +159,17 @@ def test_ctrl_c_records_interrupted(tmp_path):
 
 
 def test_multirun_2x2_leaves_four_readable_run_dirs(tmp_path):
-    res = cli("-m", "sweeplab.train", "-m", "scheduler=constant,cosine", "model.dropout=0.0,0.2",
-              "debug=limit", f"paths.log_dir={tmp_path}", "callbacks.progress_bar=none", cwd=tmp_path)
+    res = cli(
+        "-m",
+        "sweeplab.train",
+        "-m",
+        "scheduler=constant,cosine",
+        "model.dropout=0.0,0.2",
+        "debug=limit",
+        f"paths.log_dir={tmp_path}",
+        "callbacks.progress_bar=none",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = sorted(p.parent for p in tmp_path.glob("train/multiruns/*/*/metrics.json"))
     assert len(jobs) == 4

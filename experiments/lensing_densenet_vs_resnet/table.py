@@ -1,5 +1,6 @@
 """The comparison table (markdown) from a sweep dir's run dirs: test and best-validation metrics,
 parameters and wall time per network. Usage: python table.py <sweep dir>"""
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,22 @@ def row(run: Path) -> str:
     auc = test.get("auc_per_class", {})
     minutes = m["duration_s"] / 60
     nan = float("nan")
-    return (f"| {m['choices']['model']} | {test.get('acc', nan):.3f} | {test.get('f1', nan):.3f} | "
-            f"{test.get('auc', nan):.3f} | {' / '.join(f'{auc[k]:.3f}' for k in auc)} | "
-            f"{best.get('val/acc', nan):.3f} | {best.get('val/auc', nan):.3f} | "
-            f"{m['params']:,} | {m['epochs']} | {minutes:.1f} |")
+    return (
+        f"| {m['choices']['model']} | {test.get('acc', nan):.3f} | {test.get('f1', nan):.3f} | "
+        f"{test.get('auc', nan):.3f} | {' / '.join(f'{auc[k]:.3f}' for k in auc)} | "
+        f"{best.get('val/acc', nan):.3f} | {best.get('val/auc', nan):.3f} | "
+        f"{m['params']:,} | {m['epochs']} | {minutes:.1f} |"
+    )
 
 
 def main(sweep: str) -> None:
     runs = sorted(p.parent for p in Path(sweep).glob("*/metrics.json"))
     if not runs:
         raise SystemExit(f"table.py: no run dirs with metrics.json under {sweep}")
-    print("| model | test acc | test macro-F1 | test macro AUC | test AUC no / sphere / vort | best val acc | "
-          "best val AUC | params | epochs | wall min |")
+    print(
+        "| model | test acc | test macro-F1 | test macro AUC | test AUC no / sphere / vort | best val acc | "
+        "best val AUC | params | epochs | wall min |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         print(row(run))

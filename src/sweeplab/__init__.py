@@ -1,2 +1,3 @@
 """sweeplab: Hydra + PyTorch Lightning experiment framework."""
+
 __version__ = "0.1.0"

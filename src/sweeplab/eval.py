@@ -4,6 +4,7 @@
     sweeplab-eval <run or .ckpt> split=val data.path=other_names.txt
 Writes <run dir>/eval_<split>.json (when given a run dir) and prints the metrics.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ def evaluate(target: str, opts: EvalConf, data_overrides: list[str]) -> dict:
     ckpt = load_checkpoint(find_checkpoint(target))
     meta = ckpt["sweeplab"]
     cfg, net = build_network(ckpt)
-    data_cfg = OmegaConf.merge(cfg.data, OmegaConf.from_dotlist([d[len("data."):] for d in data_overrides]))
+    data_cfg = OmegaConf.merge(cfg.data, OmegaConf.from_dotlist([d[len("data.") :] for d in data_overrides]))
     check_node(data_cfg, schema_for("data", meta["choices"].get("data"), data_cfg), "data")
     if opts.batch_size and "batch_size" in data_cfg:
         data_cfg.batch_size = opts.batch_size
@@ -39,8 +40,13 @@ def evaluate(target: str, opts: EvalConf, data_overrides: list[str]) -> dict:
     dm.prepare_data()
     dm.setup("test")
     task = instantiate(cfg.task, _partial_=True)(net=net, meta=meta)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     run = trainer.test if opts.split == "test" else trainer.validate
     results = run(task, datamodule=dm, verbose=False)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
@@ -54,8 +60,10 @@ def main(argv: list[str] | None = None) -> None:
 
         metrics = evaluate(target, opts, data_overrides)
         if Path(target).is_dir():
-            write_json(Path(target) / f"eval_{opts.split}.json", {"split": opts.split, "metrics": metrics,
-                                                                 "data_overrides": data_overrides})
+            write_json(
+                Path(target) / f"eval_{opts.split}.json",
+                {"split": opts.split, "metrics": metrics, "data_overrides": data_overrides},
+            )
         print(json.dumps(metrics, indent=2))
 
     target_cli("sweeplab-eval", __doc__, argv, EvalConf, body)

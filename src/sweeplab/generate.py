@@ -1,9 +1,10 @@
 """sweeplab-generate: sample from a trained language model, using only what its checkpoint holds.
 
-    sweeplab-generate logs/train/runs/<run> num_samples=20 temperature=0.8 top_k=5 top_p=0.9
-    sweeplab-generate <run> prefix="def train (" beam_size=4
-    sweeplab-generate <run> greedy=true
+sweeplab-generate logs/train/runs/<run> num_samples=20 temperature=0.8 top_k=5 top_p=0.9
+sweeplab-generate <run> prefix="def train (" beam_size=4
+sweeplab-generate <run> greedy=true
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,13 +45,28 @@ def generate(target: str, opts: GenerateConf) -> list[str]:
     banned = [i for i in (vocab.pad_id, vocab.bos_id, vocab.unk_id) if i is not None and i != vocab.eos_id]
     max_len = meta["model_kwargs"].get("max_len")
     if opts.beam_size:
-        outs = [o for o, _ in beam_search(net, ids, vocab.eos_id, beam_size=opts.beam_size,
-                                          max_new_tokens=max_new, max_len=max_len, banned=banned)]
+        outs = [
+            o
+            for o, _ in beam_search(
+                net, ids, vocab.eos_id, beam_size=opts.beam_size, max_new_tokens=max_new, max_len=max_len, banned=banned
+            )
+        ]
     else:
         gen = torch.Generator().manual_seed(opts.seed)
-        outs = sample(net, ids, vocab.eos_id, num_samples=1 if opts.greedy else opts.num_samples,
-                      max_new_tokens=max_new, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                      greedy=opts.greedy, max_len=max_len, generator=gen, banned=banned)
+        outs = sample(
+            net,
+            ids,
+            vocab.eos_id,
+            num_samples=1 if opts.greedy else opts.num_samples,
+            max_new_tokens=max_new,
+            temperature=opts.temperature,
+            top_k=opts.top_k,
+            top_p=opts.top_p,
+            greedy=opts.greedy,
+            max_len=max_len,
+            generator=gen,
+            banned=banned,
+        )
     return [vocab.decode(prefix_ids + o) for o in outs]
 
 

@@ -1,8 +1,9 @@
 """sweeplab-train: train one configuration, or sweep many with -m.
 
-    sweeplab-train data=names model=gru model.hidden_dim=256 scheduler=cosine optimizer.lr=3e-3
-    sweeplab-train -m scheduler=constant,step,cosine model.dropout=0.0,0.2
+sweeplab-train data=names model=gru model.hidden_dim=256 scheduler=cosine optimizer.lr=3e-3
+sweeplab-train -m scheduler=constant,step,cosine model.dropout=0.0,0.2
 """
+
 from __future__ import annotations
 
 import sys

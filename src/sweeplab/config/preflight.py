@@ -5,6 +5,7 @@ every problem becomes one line naming the key and the closest valid one, and the
 before any run dir is made or torch is imported. Sweeps are checked value by value, and so is a search
 space in hydra.sweeper.params (an hparams_search preset): its choices and both ends of its intervals.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,15 @@ from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from omegaconf import OmegaConf, open_dict
 
 from sweeplab.config.schema import TRAINER_EXTRA_ARGS
-from sweeplab.config.validate import (SCHEMA_GROUPS, ConfigError, check_node, did_you_mean, schema_for,
-                                      suggest_full_key, validate)
+from sweeplab.config.validate import (
+    SCHEMA_GROUPS,
+    ConfigError,
+    check_node,
+    did_you_mean,
+    schema_for,
+    suggest_full_key,
+    validate,
+)
 
 CONFIG_MODULE = "sweeplab.conf"
 MAX_COMBOS = 16  # group combinations composed and checked; a larger product is checked on a sample
@@ -39,8 +47,12 @@ def group_options(group: str) -> list[str] | None:
 
 
 def _values(o: Override) -> list:
-    if o.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP,
-                        ValueType.GLOB_CHOICE_SWEEP):
+    if o.value_type in (
+        ValueType.CHOICE_SWEEP,
+        ValueType.SIMPLE_CHOICE_SWEEP,
+        ValueType.RANGE_SWEEP,
+        ValueType.GLOB_CHOICE_SWEEP,
+    ):
         return list(o.sweep_string_iterator())
     if o.value_type == ValueType.INTERVAL_SWEEP:  # a sweeper's search range: check both ends
         iv = o.value()
@@ -66,7 +78,7 @@ def check_overrides(args: list[str]) -> None:
     """Raise ConfigError for the first bad override in ``args`` (Hydra's override syntax)."""
     try:
         overrides = OverridesParser.create().parse_overrides(args)
-    except Exception as e:  # noqa: BLE001 - Hydra raises several types for syntax errors
+    except Exception as e:
         raise ConfigError(f"cannot parse overrides: {_first_line(e)}") from None
     groups, keys = [], []
     for o in overrides:
@@ -77,8 +89,9 @@ def check_overrides(args: list[str]) -> None:
         if options is not None and o.type != OverrideType.DEL:
             for v in _values(o):
                 if v not in options and v != "null":
-                    raise ConfigError(f"unknown {name} option '{v}'{did_you_mean(v, options)}; "
-                                      f"options: {', '.join(options)}")
+                    raise ConfigError(
+                        f"unknown {name} option '{v}'{did_you_mean(v, options)}; options: {', '.join(options)}"
+                    )
             groups.append(o)
         else:
             keys.append(o)
@@ -92,7 +105,7 @@ def check_overrides(args: list[str]) -> None:
             first = [_line(o, vals[0]) for o in keys if (vals := _values(o))]
             try:
                 cfg = compose("train", overrides=list(combo) + first + hydra_lines, return_hydra_config=True)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 _check_keys_exist(combo, keys, hydra_lines)  # the usual cause: name the closest key
                 raise ConfigError(_first_line(e)) from None
             choices = dict(cfg.hydra.runtime.choices)
@@ -109,19 +122,23 @@ def check_overrides(args: list[str]) -> None:
                     if options is None:
                         _check_value(cfg, _line(o, v), choices, where="hydra.sweeper.params: ")
                     elif v not in options:
-                        raise ConfigError(f"hydra.sweeper.params: unknown {o.key_or_group} option '{v}'"
-                                          f"{did_you_mean(v, options)}; options: {', '.join(options)}")
+                        raise ConfigError(
+                            f"hydra.sweeper.params: unknown {o.key_or_group} option '{v}'"
+                            f"{did_you_mean(v, options)}; options: {', '.join(options)}"
+                        )
 
 
 def _check_keys_exist(combo: tuple, keys: list[Override], hydra_lines: list[str]) -> None:
     """A plain `key=value` must name an existing key (`+key=` adds one: validate checks it)."""
     try:
         base = compose("train", overrides=list(combo) + hydra_lines)
-    except Exception:  # noqa: BLE001 - not a key problem: the caller reports the original error
+    except Exception:
         return
     for o in keys:
-        if o.type in (OverrideType.CHANGE, OverrideType.DEL) and \
-                OmegaConf.select(base, o.key_or_group, default=KeyError, throw_on_resolution_failure=False) is KeyError:
+        if (
+            o.type in (OverrideType.CHANGE, OverrideType.DEL)
+            and OmegaConf.select(base, o.key_or_group, default=KeyError, throw_on_resolution_failure=False) is KeyError
+        ):
             where = f" with {' '.join(combo)}" if combo else ""
             raise ConfigError(f"unknown key '{o.key_or_group}'{where}{suggest_full_key(o.key_or_group, base)}")
 
@@ -134,28 +151,34 @@ def _search_space(cfg) -> list[Override]:
     lines = [f"{k}={v}" for k, v in params.items()]
     try:
         return OverridesParser.create().parse_overrides(lines)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ConfigError(f"hydra.sweeper.params: {_first_line(e)}") from None
 
 
 def _check_value(cfg, line: str, choices: dict, where: str = "") -> None:
     """Apply one override to a copy of the composed job config the way Hydra does, then validate it."""
     (o,) = OverridesParser.create().parse_overrides([line])
-    if o.type == OverrideType.CHANGE and \
-            OmegaConf.select(cfg, o.key_or_group, default=KeyError, throw_on_resolution_failure=False) is KeyError:
+    if (
+        o.type == OverrideType.CHANGE
+        and OmegaConf.select(cfg, o.key_or_group, default=KeyError, throw_on_resolution_failure=False) is KeyError
+    ):
         raise ConfigError(f"{where}unknown key '{o.key_or_group}'{suggest_full_key(o.key_or_group, cfg)}")
     trial = copy.deepcopy(cfg)
     try:
         ConfigLoaderImpl._apply_overrides_to_config([o], trial)
         group = o.key_or_group.split(".", 1)[0]
         if group in SCHEMA_GROUPS and "." in o.key_or_group:  # only that group changed: check just it
-            check_node(trial[group], schema_for(group, choices.get(group), trial[group]), group,
-                       extra_keys=TRAINER_EXTRA_ARGS if group == "trainer" else ())
+            check_node(
+                trial[group],
+                schema_for(group, choices.get(group), trial[group]),
+                group,
+                extra_keys=TRAINER_EXTRA_ARGS if group == "trainer" else (),
+            )
         else:
             validate(trial, choices)
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ConfigError(f"{where}{_first_line(e)}") from None
 
 

@@ -1,4 +1,5 @@
 """OmegaConf resolvers used by conf/hydra/default.yaml; registered on import of the entry points."""
+
 from __future__ import annotations
 
 import hashlib

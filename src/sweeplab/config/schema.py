@@ -4,12 +4,13 @@ Fields are the option's YAML keys; ``metadata`` holds ranges (gt, ge, lt, le) an
 Pure Python on purpose: validation runs before torch is imported. tests/test_config.py checks that every
 YAML has a schema whose fields equal its keys, and that model schemas match the constructors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
-SCHEMAS: Dict[Tuple[str, str], type] = {}
+SCHEMAS: dict[tuple[str, str], type] = {}
 
 
 def schema(group: str, *options: str):
@@ -17,6 +18,7 @@ def schema(group: str, *options: str):
         for option in options:
             SCHEMAS[(group, option)] = cls
         return cls
+
     return register
 
 
@@ -46,7 +48,7 @@ class TopLevel:
 class AdamConf:
     lr: float = rng(1e-3, gt=0)
     weight_decay: float = rng(0.0, ge=0)
-    betas: List[float] = rng([0.9, 0.999])
+    betas: list[float] = rng([0.9, 0.999])
 
 
 @schema("optimizer", "sgd")
@@ -71,7 +73,7 @@ schema("scheduler", "constant", "inverse_sqrt")(_Warmup)
 @schema("scheduler", "step")
 @dataclass
 class StepConf(_Warmup):
-    milestones: List[float] = rng([0.5, 0.75])
+    milestones: list[float] = rng([0.5, 0.75])
     gamma: float = rng(0.1, gt=0, le=1)
 
 
@@ -93,10 +95,23 @@ class LossConf:
 # Trainer arguments beyond the YAML's may be added with +trainer.<name>=...: they must be real
 # pytorch_lightning.Trainer arguments (tests/test_config.py checks this list against its signature).
 TRAINER_EXTRA_ARGS = (
-    "strategy", "num_nodes", "min_steps", "max_time", "limit_predict_batches", "enable_checkpointing",
-    "enable_progress_bar", "gradient_clip_algorithm", "inference_mode", "use_distributed_sampler",
-    "profiler", "detect_anomaly", "barebones", "plugins", "sync_batchnorm",
-    "reload_dataloaders_every_n_epochs", "model_registry",
+    "strategy",
+    "num_nodes",
+    "min_steps",
+    "max_time",
+    "limit_predict_batches",
+    "enable_checkpointing",
+    "enable_progress_bar",
+    "gradient_clip_algorithm",
+    "inference_mode",
+    "use_distributed_sampler",
+    "profiler",
+    "detect_anomaly",
+    "barebones",
+    "plugins",
+    "sync_batchnorm",
+    "reload_dataloaders_every_n_epochs",
+    "model_registry",
 )
 
 
@@ -106,8 +121,10 @@ class TrainerConf:
     default_root_dir: Optional[str] = None
     accelerator: str = "auto"
     devices: Any = 1
-    precision: Any = rng("32-true", choices=("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true",
-                                             "16-true", "64-true", 32, 16, 64, "bf16"))
+    precision: Any = rng(
+        "32-true",
+        choices=("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", 32, 16, 64, "bf16"),
+    )
     max_epochs: int = rng(10, ge=-1)
     max_steps: int = rng(-1, ge=-1)
     min_epochs: Optional[int] = rng(1, ge=0)
@@ -188,7 +205,7 @@ class ImageClassifierTaskConf:
 @dataclass
 class NamesDataConf:
     path: Optional[str] = None
-    split: List[float] = rng([0.8, 0.1, 0.1])
+    split: list[float] = rng([0.8, 0.1, 0.1])
     split_seed: int = rng(42, ge=0)
     block_size: int = rng(3, ge=1)
     batch_size: int = rng(32, ge=1)
@@ -200,21 +217,21 @@ class NamesDataConf:
 @dataclass
 class LensingDataConf:
     path: Optional[str] = None
-    classes: List[str] = rng(["no", "sphere", "vort"])
+    classes: list[str] = rng(["no", "sphere", "vort"])
     test_fraction: float = rng(0.1, gt=0, lt=1)
     split_seed: int = rng(42, ge=0)
     image_size: int = rng(64, ge=8)
     train_per_class: int = rng(1500, ge=2)
     val_per_class: int = rng(300, ge=1)
     difficulty: Any = "high"  # high | medium | realistic | [lo, hi]: checked by the datamodule
-    n_subhalos: List[int] = rng([2, 5], ge=1)
+    n_subhalos: list[int] = rng([2, 5], ge=1)
     vortex_points: int = rng(8, ge=2)
     noise: float = rng(0.0, ge=0)
     psf_fwhm: float = rng(0.0, ge=0)
     sim_seed: int = rng(0, ge=0)
     on_the_fly: bool = False
     cache_dir: str = ""
-    augment: List[str] = rng([], choices=("rot90", "flip"))
+    augment: list[str] = rng([], choices=("rot90", "flip"))
     batch_size: int = rng(32, ge=1)
     num_workers: int = rng(0, ge=0)
 
@@ -232,7 +249,7 @@ class CodeSearchNetDataConf:
     batch_tokens: int = rng(4096, ge=1)
     skip_bad_rows: bool = False
     block_size: int = rng(3, ge=1)
-    adaptive_cutoffs: Optional[List[int]] = rng([2000, 10000], gt=0)
+    adaptive_cutoffs: Optional[list[int]] = rng([2000, 10000], gt=0)
     num_workers: int = rng(0, ge=0)
 
 
@@ -240,12 +257,13 @@ class CodeSearchNetDataConf:
 @dataclass
 class TokenLMConf:
     """Hyperparameters every neural language model shares (see models/base.py)."""
+
     embed_dim: int = rng(64, ge=1)
     hidden_dim: int = rng(128, ge=1)
     num_layers: int = rng(1, ge=1)
     dropout: float = rng(0.0, ge=0, lt=1)
     tie_weights: bool = False
-    adaptive_cutoffs: Optional[List[int]] = None
+    adaptive_cutoffs: Optional[list[int]] = None
 
 
 @schema("model", "mlp")

@@ -2,13 +2,15 @@
 
 Pure Python + OmegaConf; runs in milliseconds before anything heavy is imported.
 """
+
 from __future__ import annotations
 
 import difflib
 import typing
+from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
-from functools import lru_cache
-from typing import Any, Iterable
+from functools import cache
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
@@ -35,7 +37,7 @@ def _join(path: str, key: str) -> str:
 def all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     """Every key path, nodes and leaves (`model`, `model.dropout`, ...)."""
     out = []
-    for k in cfg.keys():
+    for k in cfg:
         if str(k) in INSTANTIATE_KEYS:
             continue
         path = _join(prefix, str(k))
@@ -61,7 +63,7 @@ def suggest_full_key(key: str, cfg: DictConfig) -> str:
     return f" (did you mean '{by_last[match[0]]}'?)" if match else ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
 
@@ -75,8 +77,11 @@ def _type_ok(value: Any, tp: Any) -> bool:
     if tp is type(None):
         return value is None
     if origin in (list, tuple):
-        return isinstance(value, (list, tuple, ListConfig)) and all(_type_ok(v, args[0]) for v in value) \
-            if args else isinstance(value, (list, tuple, ListConfig))
+        return (
+            isinstance(value, (list, tuple, ListConfig)) and all(_type_ok(v, args[0]) for v in value)
+            if args
+            else isinstance(value, (list, tuple, ListConfig))
+        )
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
@@ -94,18 +99,25 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in args)
     if origin in (list, tuple):
         return f"a list of {_type_name(args[0])}" if args else "a list"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 def _check_limits(path: str, value: Any, meta: dict) -> None:
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{path}={value!r} is not allowed: choose one of "
-                          f"{', '.join(map(str, meta['choices']))}{did_you_mean(str(value), map(str, meta['choices']))}")
+        raise ConfigError(
+            f"{path}={value!r} is not allowed: choose one of "
+            f"{', '.join(map(str, meta['choices']))}{did_you_mean(str(value), map(str, meta['choices']))}"
+        )
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
-    for op, test, word in (("gt", lambda a, b: a > b, ">"), ("ge", lambda a, b: a >= b, ">="),
-                           ("lt", lambda a, b: a < b, "<"), ("le", lambda a, b: a <= b, "<=")):
+    for op, test, word in (
+        ("gt", lambda a, b: a > b, ">"),
+        ("ge", lambda a, b: a >= b, ">="),
+        ("lt", lambda a, b: a < b, "<"),
+        ("le", lambda a, b: a <= b, "<="),
+    ):
         if op in meta and not test(value, meta[op]):
             raise ConfigError(f"{path}={value} is out of range: it must be {word} {meta[op]}")
 
@@ -113,13 +125,15 @@ def _check_limits(path: str, value: Any, meta: dict) -> None:
 def check_node(node: DictConfig, schema: type, path: str, extra_keys: Iterable[str] = ()) -> None:
     hints = _hints(schema)
     names = [f.name for f in fields(schema)]
-    for key in node.keys():
+    for key in node:
         key = str(key)
         if key in INSTANTIATE_KEYS or key in extra_keys:
             continue
         if key not in names:
-            raise ConfigError(f"unknown key '{_join(path, key)}'{did_you_mean(key, [*names, *extra_keys])}; "
-                              f"valid keys: {', '.join(names)}{', ...' if extra_keys else ''}")
+            raise ConfigError(
+                f"unknown key '{_join(path, key)}'{did_you_mean(key, [*names, *extra_keys])}; "
+                f"valid keys: {', '.join(names)}{', ...' if extra_keys else ''}"
+            )
     for f in fields(schema):
         if f.name not in node:
             continue
@@ -130,7 +144,9 @@ def check_node(node: DictConfig, schema: type, path: str, extra_keys: Iterable[s
         tp = hints[f.name]
         if is_dataclass(tp):
             if not isinstance(value, DictConfig):
-                raise ConfigError(f"{_join(path, f.name)} must be a group of keys ({', '.join(x.name for x in fields(tp))})")
+                raise ConfigError(
+                    f"{_join(path, f.name)} must be a group of keys ({', '.join(x.name for x in fields(tp))})"
+                )
             check_node(value, tp, f"{_join(path, f.name)}")
             continue
         if isinstance(value, (DictConfig, ListConfig)):
@@ -157,9 +173,10 @@ def schema_for(group: str, option: str | None, node: DictConfig) -> type:
     raise ConfigError(f"no schema for {group}={option}: add a dataclass for it to sweeplab/config/schema.py")
 
 
-@lru_cache(maxsize=None)
+@cache
 def shipped_target(group: str, option: str) -> str | None:
     from importlib import resources
+
     path = resources.files("sweeplab.conf") / group / f"{option}.yaml"
     if not path.is_file():
         return None
@@ -169,7 +186,7 @@ def shipped_target(group: str, option: str) -> str | None:
 def validate(cfg: DictConfig, choices: dict) -> None:
     """Raise ConfigError for the first problem found in the job config ``cfg`` (no ``hydra`` node)."""
     top = {f.name for f in fields(TopLevel)}
-    for key in cfg.keys():
+    for key in cfg:
         key = str(key)
         if key in top or key in SCHEMA_GROUPS or key == "hydra":
             continue

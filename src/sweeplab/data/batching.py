@@ -4,9 +4,10 @@ Sequences are stored once as one padded tensor; a batch is a single fancy-index 
 longest sequence in the batch. That keeps the per-step data cost to microseconds, which matters when
 tiny models run thousands of steps.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
@@ -42,14 +43,16 @@ class PaddedPairs(Dataset):
         return self.x[rows, :width], self.y[rows, :width]
 
 
-def batch_loader(data: PaddedPairs, batch_size: int, shuffle: bool, num_workers: int = 0,
-                 seed: int | None = None, batch_sampler=None) -> DataLoader:
+def batch_loader(
+    data: PaddedPairs, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int | None = None, batch_sampler=None
+) -> DataLoader:
     if batch_sampler is None:
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         base = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
         batch_sampler = BatchSampler(base, batch_size, drop_last=False)
-    return DataLoader(data, sampler=batch_sampler, batch_size=None, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+    return DataLoader(
+        data, sampler=batch_sampler, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0
+    )
 
 
 # ---------------------------------------------------------------- variable-length corpora (code)
@@ -64,13 +67,16 @@ class PackedPairs(Dataset):
             raise ValueError("PackedPairs needs sequences of at least two tokens whose sizes add up to the tokens")
         self.flat = torch.as_tensor(flat, dtype=torch.int32)
         self.offsets = torch.cumsum(sizes, 0) - sizes
-        self.lengths = sizes - 1            # predicted positions of each sequence (x and y length)
+        self.lengths = sizes - 1  # predicted positions of each sequence (x and y length)
         self.pad_id = pad_id
 
     @classmethod
-    def from_lists(cls, seqs: Sequence[Sequence[int]], pad_id: int) -> "PackedPairs":
-        return cls(torch.tensor([t for s in seqs for t in s], dtype=torch.int32),
-                   torch.tensor([len(s) for s in seqs], dtype=torch.long), pad_id)
+    def from_lists(cls, seqs: Sequence[Sequence[int]], pad_id: int) -> PackedPairs:
+        return cls(
+            torch.tensor([t for s in seqs for t in s], dtype=torch.int32),
+            torch.tensor([len(s) for s in seqs], dtype=torch.long),
+            pad_id,
+        )
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -98,8 +104,14 @@ class TokenBudgetSampler(torch.utils.data.Sampler):
     every row appears exactly once.
     """
 
-    def __init__(self, lengths: Sequence[int] | torch.Tensor, max_tokens: int, shuffle: bool = True,
-                 seed: int = 0, max_padding: float = 0.05):
+    def __init__(
+        self,
+        lengths: Sequence[int] | torch.Tensor,
+        max_tokens: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        max_padding: float = 0.05,
+    ):
         self.lengths = torch.as_tensor(lengths, dtype=torch.long)
         longest = int(self.lengths.max())
         if longest > max_tokens:

@@ -11,6 +11,7 @@ vocabulary is the ``vocab_size`` most frequent train tokens (specials included).
 A file's split comes from its path (a ``train``/``valid``/``test`` directory or ``_train_`` in the name,
 as in CodeSearchNet), else from each row's ``partition`` field.
 """
+
 from __future__ import annotations
 
 import glob
@@ -20,8 +21,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -37,10 +38,17 @@ SPLITS = ("train", "valid", "test")
 STAGE_SPLIT = {"train": "train", "val": "valid", "test": "test"}  # Lightning's names -> CodeSearchNet's
 PARTITION_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "test": "test"}
 # The hub copy (datasets' code_search_net) names CodeSearchNet's fields differently.
-HUB_COLUMNS = {"func_code_tokens": "code_tokens", "func_documentation_tokens": "docstring_tokens",
-               "repository_name": "repo", "func_path_in_repository": "path", "split_name": "partition",
-               "whole_func_string": "original_string", "func_code_string": "code",
-               "func_documentation_string": "docstring", "func_code_url": "url"}
+HUB_COLUMNS = {
+    "func_code_tokens": "code_tokens",
+    "func_documentation_tokens": "docstring_tokens",
+    "repository_name": "repo",
+    "func_path_in_repository": "path",
+    "split_name": "partition",
+    "whole_func_string": "original_string",
+    "func_code_string": "code",
+    "func_documentation_string": "docstring",
+    "func_code_url": "url",
+}
 MIN_VOCAB = 4  # PAD, UNK, EOS, BOS
 
 
@@ -116,8 +124,9 @@ def bad_lines(path: Path, limit: int | None = None) -> list[tuple[int, str]]:
                         out.append((n, "not a JSON object"))
                     elif "code_tokens" not in row or row["code_tokens"] is None:
                         out.append((n, "no 'code_tokens' field"))
-                    elif not isinstance(row["code_tokens"], list) or \
-                            not all(isinstance(t, str) for t in row["code_tokens"]):
+                    elif not isinstance(row["code_tokens"], list) or not all(
+                        isinstance(t, str) for t in row["code_tokens"]
+                    ):
                         out.append((n, "'code_tokens' is not a list of strings"))
                 if limit and len(out) >= limit:
                     break
@@ -150,8 +159,11 @@ def _combine(chunks: list):
     import pyarrow as pa
 
     arr = pa.chunked_array(chunks).combine_chunks() if chunks else pa.array([], type=pa.list_(pa.string()))
-    return arr.cast(pa.list_(pa.string())) if pa.types.is_large_list(arr.type) or \
-        pa.types.is_large_string(arr.type.value_type) else arr
+    return (
+        arr.cast(pa.list_(pa.string()))
+        if pa.types.is_large_list(arr.type) or pa.types.is_large_string(arr.type.value_type)
+        else arr
+    )
 
 
 def pa_strings(items: list[str]):
@@ -169,8 +181,14 @@ def build_vocab(train_tokens, size: int) -> Vocab:
     counts = pc.value_counts(train_tokens.flatten())
     tokens, n = counts.field("values").to_pylist(), counts.field("counts").to_numpy()
     order = sorted(range(len(tokens)), key=lambda i: (-int(n[i]), tokens[i]))[: size - len(specials)]
-    return Vocab(itos=specials.itos + [tokens[i] for i in order], kind=specials.kind, bos_id=specials.bos_id,
-                 eos_id=specials.eos_id, pad_id=specials.pad_id, unk_id=specials.unk_id)
+    return Vocab(
+        itos=specials.itos + [tokens[i] for i in order],
+        kind=specials.kind,
+        bos_id=specials.bos_id,
+        eos_id=specials.eos_id,
+        pad_id=specials.pad_id,
+        unk_id=specials.unk_id,
+    )
 
 
 def frame(ids: np.ndarray, lengths: np.ndarray, bos: int, eos: int, max_seq_len: int):
@@ -190,18 +208,31 @@ def frame(ids: np.ndarray, lengths: np.ndarray, bos: int, eos: int, max_seq_len:
 
 # ---------------------------------------------------------------- the datamodule
 class CodeSearchNetDataModule(pl.LightningDataModule):
-    def __init__(self, path: str | Sequence[str] | None = None, hub: str | None = None, language: str = "python",
-                 data_dir: str = "~/.cache/sweeplab", cache_dir: str | None = None, vocab_size: int = 40_000,
-                 max_seq_len: int = 256, batch_tokens: int = 4096, skip_bad_rows: bool = False,
-                 block_size: int = 3, adaptive_cutoffs: Sequence[int] | None = (2000, 10000),
-                 num_workers: int = 0):
+    def __init__(
+        self,
+        path: str | Sequence[str] | None = None,
+        hub: str | None = None,
+        language: str = "python",
+        data_dir: str = "~/.cache/sweeplab",
+        cache_dir: str | None = None,
+        vocab_size: int = 40_000,
+        max_seq_len: int = 256,
+        batch_tokens: int = 4096,
+        skip_bad_rows: bool = False,
+        block_size: int = 3,
+        adaptive_cutoffs: Sequence[int] | None = (2000, 10000),
+        num_workers: int = 0,
+    ):
         super().__init__()
         if vocab_size < MIN_VOCAB:
-            raise DataError(f"data.vocab_size={vocab_size} is too small: it must be at least {MIN_VOCAB} "
-                            f"(PAD, UNK, EOS, BOS)")
+            raise DataError(
+                f"data.vocab_size={vocab_size} is too small: it must be at least {MIN_VOCAB} (PAD, UNK, EOS, BOS)"
+            )
         if batch_tokens < max_seq_len:
-            raise DataError(f"data.batch_tokens={batch_tokens} cannot hold one sequence of data.max_seq_len="
-                            f"{max_seq_len} tokens: raise batch_tokens or lower max_seq_len")
+            raise DataError(
+                f"data.batch_tokens={batch_tokens} cannot hold one sequence of data.max_seq_len="
+                f"{max_seq_len} tokens: raise batch_tokens or lower max_seq_len"
+            )
         self.path, self.hub, self.language = path, hub, language
         self.data_dir = Path(os.path.expanduser(data_dir))
         self.cache_dir = os.path.expanduser(cache_dir) if cache_dir else None
@@ -224,8 +255,12 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         from sweeplab.data.stdlib_corpus import ensure_corpus
 
         root, manifest = ensure_corpus(self.data_dir)
-        self.facts.update(corpus_functions=manifest["functions"], corpus_tokens=manifest["tokens"],
-                          corpus_files=manifest["files"], corpus_python=manifest["python"])
+        self.facts.update(
+            corpus_functions=manifest["functions"],
+            corpus_tokens=manifest["tokens"],
+            corpus_files=manifest["files"],
+            corpus_python=manifest["python"],
+        )
         return f"stdlib corpus {root}", resolve_files(str(root / self.language / "final" / "jsonl"))
 
     def load_token_lists(self) -> dict:
@@ -255,8 +290,10 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
                 parts[name].append(table.column("code_tokens"))
                 continue
             if "partition" not in table.column_names:
-                raise DataError(f"{groups['mixed'][0]}: the split is neither in the path (train/valid/test) "
-                                f"nor in a 'partition' field")
+                raise DataError(
+                    f"{groups['mixed'][0]}: the split is neither in the path (train/valid/test) "
+                    f"nor in a 'partition' field"
+                )
             partition = table.column("partition")
             for label, split in PARTITION_NAMES.items():
                 chosen = table.filter(pc.equal(partition, label)).column("code_tokens")
@@ -282,7 +319,7 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         try:
             dd = datasets.load_dataset("json", data_files=data_files, cache_dir=self.cache_dir)
             ok = all(self._tokens_ok(d) for d in dd.values())
-        except Exception as e:  # noqa: BLE001 - datasets wraps pyarrow's parse errors in several types
+        except Exception as e:
             ok, err = False, e
         if ok:
             self.facts["bad_rows"] = 0
@@ -297,16 +334,21 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         f, b = next(iter(found.items()))
         where = f"{f}:{b[0][0]}" if b[0][0] else str(f)
         if not self.skip_bad_rows:
-            raise DataError(f"{where}: {b[0][1]} ({n_bad} bad line{'s' * (n_bad > 1)} in {len(found)} "
-                            f"file{'s' * (len(found) > 1)}; data.skip_bad_rows=true skips them)")
+            raise DataError(
+                f"{where}: {b[0][1]} ({n_bad} bad line{'s' * (n_bad > 1)} in {len(found)} "
+                f"file{'s' * (len(found) > 1)}; data.skip_bad_rows=true skips them)"
+            )
         if any(line == 0 for bb in found.values() for line, _ in bb):
             raise DataError(f"{where}: {b[0][1]}")
         log.warning("skipping %d bad line(s) in %d file(s), first %s: %s", n_bad, len(found), where, b[0][1])
         cleaned = self.data_dir / "cleaned"
-        groups = {k: [_cleaned_copy(f, {n for n, _ in found[f]}, cleaned) if f in found else f for f in v]
-                  for k, v in groups.items()}
-        dd = datasets.load_dataset("json", data_files={k: [str(f) for f in v] for k, v in groups.items()},
-                                   cache_dir=self.cache_dir)
+        groups = {
+            k: [_cleaned_copy(f, {n for n, _ in found[f]}, cleaned) if f in found else f for f in v]
+            for k, v in groups.items()
+        }
+        dd = datasets.load_dataset(
+            "json", data_files={k: [str(f) for f in v] for k, v in groups.items()}, cache_dir=self.cache_dir
+        )
         self.facts["bad_rows"] = n_bad
         return {k: d.data.table if hasattr(d.data, "table") else d.data for k, d in dd.items()}
 
@@ -317,8 +359,11 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         if "code_tokens" not in d.column_names:
             return False
         col = d.data.column("code_tokens")
-        return (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) and \
-            pa.types.is_string(col.type.value_type) and col.null_count == 0
+        return (
+            (pa.types.is_list(col.type) or pa.types.is_large_list(col.type))
+            and pa.types.is_string(col.type.value_type)
+            and col.null_count == 0
+        )
 
     def _load_hub(self) -> dict[str, list[list[str]]]:
         import datasets
@@ -326,7 +371,7 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         datasets.disable_progress_bars()
         try:
             dd = datasets.load_dataset(self.hub, self.language, cache_dir=self.cache_dir)
-        except Exception as e:  # noqa: BLE001 - offline, unknown name, gated...: one line either way
+        except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DataError(f"data.hub={self.hub}: cannot load ({msg})") from None
         out = {}
@@ -371,11 +416,18 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         facts["padding_fraction"] = round(sampler.padding_fraction(), 5)
         facts["vocab_size"] = len(v)
         facts["unigram_val_loss"] = self.unigram_loss("valid")
-        log.info("codesearchnet: %s functions (train/valid/test %s/%s/%s), %s train tokens, vocab %s, "
-                 "train UNK rate %.2f%%, padding %.2f%% in %s train batches of <= %s tokens",
-                 f"{sum(facts[f'{s}_functions'] for s in SPLITS):,}", *(f"{facts[f'{s}_functions']:,}" for s in SPLITS),
-                 f"{facts['train_tokens']:,}", f"{len(v):,}", 100 * facts["train_unk_rate"],
-                 100 * facts["padding_fraction"], facts["train_batches"], self.batch_tokens)
+        log.info(
+            "codesearchnet: %s functions (train/valid/test %s/%s/%s), %s train tokens, vocab %s, "
+            "train UNK rate %.2f%%, padding %.2f%% in %s train batches of <= %s tokens",
+            f"{sum(facts[f'{s}_functions'] for s in SPLITS):,}",
+            *(f"{facts[f'{s}_functions']:,}" for s in SPLITS),
+            f"{facts['train_tokens']:,}",
+            f"{len(v):,}",
+            100 * facts["train_unk_rate"],
+            100 * facts["padding_fraction"],
+            facts["train_batches"],
+            self.batch_tokens,
+        )
 
     def _save_vocab_beside_run(self) -> None:
         """vocab.json in the run dir when a Trainer drives this datamodule (the checkpoint has it too)."""
@@ -385,6 +437,7 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         root = loggers[0].log_dir if loggers else None
         if root and not (Path(root) / "vocab.json").is_file():
             from sweeplab.runs.record import write_json
+
             write_json(Path(root) / "vocab.json", self.vocab.state_dict())
 
     # -------------------------------------------------------------- contract (docs/ARCHITECTURE.md)
@@ -418,8 +471,9 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
     # -------------------------------------------------------------- loaders
     def _sampler(self, split: str, shuffle: bool) -> TokenBudgetSampler:
         # Seeded from torch's seed (set from cfg.seed by the run): the same batches for the same seed.
-        return TokenBudgetSampler(self.splits[split].lengths, self.batch_tokens, shuffle=shuffle,
-                                  seed=torch.initial_seed() % 2 ** 31)
+        return TokenBudgetSampler(
+            self.splits[split].lengths, self.batch_tokens, shuffle=shuffle, seed=torch.initial_seed() % 2**31
+        )
 
     def _loader(self, split: str, shuffle: bool):
         data = self.splits[split]

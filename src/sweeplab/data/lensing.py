@@ -8,11 +8,13 @@ Layout: ``<root>/train/<class>/*.npy`` and ``<root>/val/<class>/*.npy``, each fi
 Every file is checked when the data set is set up, from its .npy header alone (shape, dtype, length), so
 a bad file fails at once with a one-line ``DataError`` naming it rather than mid-epoch.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -58,8 +60,7 @@ def image_shape(path: Path, shape: tuple, dtype: np.dtype) -> tuple[int, int, in
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3 or shape[1] != shape[2] or shape[0] < 1 or shape[1] < 4:
-        raise DataError(f"{path}: shape {shape} is not an image (1, S, S) (or (S, S), or (C, S, S) with C "
-                        f"channels)")
+        raise DataError(f"{path}: shape {shape} is not an image (1, S, S) (or (S, S), or (C, S, S) with C channels)")
     return shape
 
 
@@ -71,8 +72,10 @@ def scan_split(root: Path, split: str, classes: Sequence[str]) -> tuple[list[Pat
     present = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [c for c in present if c not in classes]
     if unknown:
-        raise DataError(f"unknown class folder(s) in {base}: {', '.join(unknown)}; expected {', '.join(classes)} "
-                        f"(set data.classes to use other names)")
+        raise DataError(
+            f"unknown class folder(s) in {base}: {', '.join(unknown)}; expected {', '.join(classes)} "
+            f"(set data.classes to use other names)"
+        )
     files, labels = [], []
     for label, name in enumerate(classes):
         folder = base / name
@@ -153,8 +156,9 @@ class SimulatedImages(Dataset):
     def __getitems__(self, rows: Sequence[int]):
         params = [ls.draw_params(self.cfg, *self.items[r]) for r in rows]
         x = torch.from_numpy(self.sim.render(params))
-        return [((augment_batch(img, self.augment) if self.augment else img), self.items[r][0])
-                for img, r in zip(x, rows)]
+        return [
+            ((augment_batch(img, self.augment) if self.augment else img), self.items[r][0]) for img, r in zip(x, rows)
+        ]
 
     def __getitem__(self, r: int):
         return self.__getitems__([r])[0]
@@ -171,8 +175,7 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         if len(rows) < 2:
-            raise DataError(f"class {int(c)} has {len(rows)} training image(s): need 2 or more to split off "
-                            f"a test set")
+            raise DataError(f"class {int(c)} has {len(rows)} training image(s): need 2 or more to split off a test set")
         rows = rows[torch.randperm(len(rows), generator=gen).numpy()]
         n = min(max(int(round(fraction * len(rows))), 1), len(rows) - 1)
         held += rows[:n].tolist()
@@ -192,12 +195,27 @@ def interleave(rows: Sequence[int], labels: Sequence[int]) -> list[int]:
 
 # ------------------------------------------------------------------ the datamodule
 class LensingDataModule(pl.LightningDataModule):
-    def __init__(self, path: str | None = None, classes: Sequence[str] = ls.CLASS_NAMES, test_fraction: float = 0.1,
-                 split_seed: int = 42, image_size: int = 64, train_per_class: int = 1500, val_per_class: int = 300,
-                 difficulty: Any = "high", n_subhalos: Sequence[int] = (2, 5), vortex_points: int = 8,
-                 noise: float = 0.0, psf_fwhm: float = 0.0, sim_seed: int = 0, on_the_fly: bool = False,
-                 augment: Sequence[str] = (), batch_size: int = 32, num_workers: int = 0,
-                 cache_dir: str | None = None):
+    def __init__(
+        self,
+        path: str | None = None,
+        classes: Sequence[str] = ls.CLASS_NAMES,
+        test_fraction: float = 0.1,
+        split_seed: int = 42,
+        image_size: int = 64,
+        train_per_class: int = 1500,
+        val_per_class: int = 300,
+        difficulty: Any = "high",
+        n_subhalos: Sequence[int] = (2, 5),
+        vortex_points: int = 8,
+        noise: float = 0.0,
+        psf_fwhm: float = 0.0,
+        sim_seed: int = 0,
+        on_the_fly: bool = False,
+        augment: Sequence[str] = (),
+        batch_size: int = 32,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+    ):
         super().__init__()
         self.path = Path(path).expanduser() if path else None
         self.class_names = list(classes)
@@ -215,11 +233,19 @@ class LensingDataModule(pl.LightningDataModule):
         self.sim_cfg = None
         if self.path is None:
             if tuple(self.class_names) != ls.CLASS_NAMES:
-                raise DataError(f"data.classes={self.class_names}: the simulator makes "
-                                f"{', '.join(ls.CLASS_NAMES)}; other classes need data.path")
-            self.sim_cfg = ls.SimConfig(image_size=int(image_size), fsub=ls.fsub_range(difficulty),
-                                        n_subhalos=tuple(n_subhalos), vortex_points=int(vortex_points),
-                                        noise=float(noise), psf_fwhm=float(psf_fwhm), seed=int(sim_seed))
+                raise DataError(
+                    f"data.classes={self.class_names}: the simulator makes "
+                    f"{', '.join(ls.CLASS_NAMES)}; other classes need data.path"
+                )
+            self.sim_cfg = ls.SimConfig(
+                image_size=int(image_size),
+                fsub=ls.fsub_range(difficulty),
+                n_subhalos=tuple(n_subhalos),
+                vortex_points=int(vortex_points),
+                noise=float(noise),
+                psf_fwhm=float(psf_fwhm),
+                seed=int(sim_seed),
+            )
         self.splits: dict[str, Dataset] = {}
         self.shape: tuple | None = None
         self.root: Path | None = None
@@ -228,11 +254,17 @@ class LensingDataModule(pl.LightningDataModule):
     # -------------------------------------------------------------- building
     def prepare_data(self) -> None:
         if self.sim_cfg is not None and not self.on_the_fly:
-            self.generation = ls.generate_dataset(self.cache_dir, self.sim_cfg, self.train_per_class,
-                                                  self.val_per_class, log=log.info)
+            self.generation = ls.generate_dataset(
+                self.cache_dir, self.sim_cfg, self.train_per_class, self.val_per_class, log=log.info
+            )
             if self.generation.generated:
-                log.info("simulated %d images in %.1fs (%.0f/s) into %s", self.generation.images,
-                         self.generation.seconds, self.generation.images_per_s, self.generation.root)
+                log.info(
+                    "simulated %d images in %.1fs (%.0f/s) into %s",
+                    self.generation.images,
+                    self.generation.seconds,
+                    self.generation.images_per_s,
+                    self.generation.root,
+                )
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -267,9 +299,11 @@ class LensingDataModule(pl.LightningDataModule):
         keep, held = stratified_split(labels, self.test_fraction, self.split_seed)
         val = [(c, i) for c in classes for i in ls.split_indices("val", self.val_per_class)]
         val = [val[r] for r in interleave(range(len(val)), [c for c, _ in val])]
-        self.splits = {"train": SimulatedImages(self.sim_cfg, [items[i] for i in keep], self.augment),
-                       "test": SimulatedImages(self.sim_cfg, [items[i] for i in interleave(held, labels)]),
-                       "val": SimulatedImages(self.sim_cfg, val)}
+        self.splits = {
+            "train": SimulatedImages(self.sim_cfg, [items[i] for i in keep], self.augment),
+            "test": SimulatedImages(self.sim_cfg, [items[i] for i in interleave(held, labels)]),
+            "val": SimulatedImages(self.sim_cfg, val),
+        }
         self.shape = (1, self.sim_cfg.image_size, self.sim_cfg.image_size)
 
     # -------------------------------------------------------------- contract (docs/ARCHITECTURE.md)
@@ -279,8 +313,12 @@ class LensingDataModule(pl.LightningDataModule):
 
     def stats(self) -> dict:
         source = str(self.path) if self.path else ("simulated on the fly" if self.on_the_fly else "simulated")
-        facts = {"source": source, "data_dir": str(self.root) if self.root else None, "image_size": self.shape[-1],
-                 "classes": ",".join(self.class_names)}
+        facts = {
+            "source": source,
+            "data_dir": str(self.root) if self.root else None,
+            "image_size": self.shape[-1],
+            "classes": ",".join(self.class_names),
+        }
         for split, ds in self.splits.items():
             facts[f"{split}_items"] = len(ds)
         counts = np.bincount(self.splits["train"].labels, minlength=len(self.class_names))
@@ -300,14 +338,20 @@ class LensingDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         if "class_names" in state and list(state["class_names"]) != self.class_names:
-            raise DataError(f"the checkpoint's classes {state['class_names']} differ from data.classes "
-                            f"{self.class_names}")
+            raise DataError(
+                f"the checkpoint's classes {state['class_names']} differ from data.classes {self.class_names}"
+            )
 
     # -------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         batch = self.batch_size if split == "train" else self.batch_size * 2  # no gradients: bigger batches
-        return DataLoader(self.splits[split], batch_size=batch, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.splits[split],
+            batch_size=batch,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self):
         return self._loader("train", True)
@@ -321,5 +365,3 @@ class LensingDataModule(pl.LightningDataModule):
 
 def data_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in Path(root).rglob("*.npy"))
-
-

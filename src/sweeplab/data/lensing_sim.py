@@ -17,6 +17,7 @@ was batched. ``generate_dataset`` writes the DeepLense folder layout (``train/{n
 ``val/...``, float32 (1, S, S) min-max scaled) once under a cache dir keyed by every parameter, with a
 manifest; ``LensSimulator.render`` makes images in memory (the on-the-fly mode).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,9 +26,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -49,8 +50,10 @@ def fsub_range(difficulty) -> tuple[float, float]:
     """``high|medium|realistic`` or an explicit ``[lo, hi]`` → (lo, hi)."""
     if isinstance(difficulty, str):
         if difficulty not in DIFFICULTY:
-            raise DataError(f"data.difficulty={difficulty!r} is not allowed: choose one of "
-                            f"{', '.join(DIFFICULTY)} or a range [lo, hi] of the substructure mass fraction")
+            raise DataError(
+                f"data.difficulty={difficulty!r} is not allowed: choose one of "
+                f"{', '.join(DIFFICULTY)} or a range [lo, hi] of the substructure mass fraction"
+            )
         return DIFFICULTY[difficulty]
     try:
         lo, hi = (float(v) for v in difficulty)
@@ -65,14 +68,15 @@ def fsub_range(difficulty) -> tuple[float, float]:
 class SimConfig:
     """Everything an image depends on. Angles in arcsec; the field of view is fixed, so the image size only
     changes the resolution."""
+
     image_size: int = 64
-    fov: float = 5.0                      # side of the field, arcsec
-    fsub: tuple = DIFFICULTY["high"]      # substructure mass fraction range, both substructure classes
-    n_subhalos: tuple = (2, 5)            # sphere: number of subhalos, inclusive range
-    vortex_points: int = 8                # vort: point masses along the line
-    vortex_length: tuple = (0.4, 0.8)     # vort: length of the line, in units of the main Einstein radius
-    noise: float = 0.0                    # Gaussian noise std, relative to the noiseless image's peak
-    psf_fwhm: float = 0.0                 # Gaussian PSF FWHM, arcsec (0: none)
+    fov: float = 5.0  # side of the field, arcsec
+    fsub: tuple = DIFFICULTY["high"]  # substructure mass fraction range, both substructure classes
+    n_subhalos: tuple = (2, 5)  # sphere: number of subhalos, inclusive range
+    vortex_points: int = 8  # vort: point masses along the line
+    vortex_length: tuple = (0.4, 0.8)  # vort: length of the line, in units of the main Einstein radius
+    noise: float = 0.0  # Gaussian noise std, relative to the noiseless image's peak
+    psf_fwhm: float = 0.0  # Gaussian PSF FWHM, arcsec (0: none)
     seed: int = 0
     z_l: float = 0.5
     z_s: float = 1.0
@@ -104,11 +108,23 @@ class SimConfig:
 
 # Ordered names of the per-image physical parameters (main lens, shear, source); the substructure comes as
 # (x, y, Rein) arrays of length `slots`.
-MAIN_PARAMS = ("sie_q", "sie_phi", "sie_Rein", "gamma_1", "gamma_2",
-               "src_x0", "src_y0", "src_q", "src_phi", "src_n", "src_Re", "src_Ie")
-PARK = 1.0e3        # arcsec: unused point-mass slots sit far outside the field ...
+MAIN_PARAMS = (
+    "sie_q",
+    "sie_phi",
+    "sie_Rein",
+    "gamma_1",
+    "gamma_2",
+    "src_x0",
+    "src_y0",
+    "src_q",
+    "src_phi",
+    "src_n",
+    "src_Re",
+    "src_Ie",
+)
+PARK = 1.0e3  # arcsec: unused point-mass slots sit far outside the field ...
 PARK_REIN = 1.0e-6  # ... with a negligible mass (Rein 0 with no softening gives NaN in caustics)
-SOFTENING = 0.02    # arcsec, the point masses' softening: well below a pixel, keeps deflections finite
+SOFTENING = 0.02  # arcsec, the point masses' softening: well below a pixel, keeps deflections finite
 
 
 def draw_params(cfg: SimConfig, cls: int, index: int) -> dict:
@@ -116,13 +132,20 @@ def draw_params(cfg: SimConfig, cls: int, index: int) -> dict:
     rng = np.random.default_rng([cfg.seed, cls, index])
     p = {
         # Main lens: a typical galaxy-scale SIE, Einstein radius well inside the field.
-        "sie_q": rng.uniform(0.6, 0.95), "sie_phi": rng.uniform(0, math.pi), "sie_Rein": rng.uniform(1.0, 1.4),
-        "gamma_1": rng.uniform(-0.05, 0.05), "gamma_2": rng.uniform(-0.05, 0.05),
+        "sie_q": rng.uniform(0.6, 0.95),
+        "sie_phi": rng.uniform(0, math.pi),
+        "sie_Rein": rng.uniform(1.0, 1.4),
+        "gamma_1": rng.uniform(-0.05, 0.05),
+        "gamma_2": rng.uniform(-0.05, 0.05),
         # An extended source near the optical axis: thick arcs and near-rings, which substructure visibly
         # dents. (Compact, cuspy sources give thin arcs with hot spots that min-max scaling leaves alone.)
-        "src_x0": rng.uniform(-0.2, 0.2), "src_y0": rng.uniform(-0.2, 0.2),
-        "src_q": rng.uniform(0.5, 0.95), "src_phi": rng.uniform(0, math.pi),
-        "src_n": rng.uniform(0.5, 1.5), "src_Re": rng.uniform(0.3, 0.7), "src_Ie": 1.0,
+        "src_x0": rng.uniform(-0.2, 0.2),
+        "src_y0": rng.uniform(-0.2, 0.2),
+        "src_q": rng.uniform(0.5, 0.95),
+        "src_phi": rng.uniform(0, math.pi),
+        "src_n": rng.uniform(0.5, 1.5),
+        "src_Re": rng.uniform(0.3, 0.7),
+        "src_Ie": 1.0,
     }
     x = np.full(cfg.slots, PARK)
     y = np.full(cfg.slots, PARK)
@@ -163,18 +186,25 @@ class LensSimulator:
         for param in (point.x0, point.y0, point.Rein):
             param.batch_shape = (cfg.slots,)  # one Point vmapped over the slots by the BatchedPlane
         subs = caustics.BatchedPlane(cosmology=cosmo, lens=point, name="subs")
-        lens = caustics.SinglePlane(cosmology=cosmo, lenses=[sie, shear, subs], name="lens",
-                                    z_l=cfg.z_l, z_s=cfg.z_s)
+        lens = caustics.SinglePlane(cosmology=cosmo, lenses=[sie, shear, subs], name="lens", z_l=cfg.z_l, z_s=cfg.z_s)
         source = caustics.Sersic(name="src")
         psf = gaussian_psf(cfg.psf_fwhm, cfg.pixelscale) if cfg.psf_fwhm > 0 else [[1.0]]
-        self.sim = caustics.LensSource(lens=lens, source=source, pixelscale=cfg.pixelscale,
-                                       pixels_x=cfg.image_size, psf=psf, name="sim")
+        self.sim = caustics.LensSource(
+            lens=lens, source=source, pixelscale=cfg.pixelscale, pixels_x=cfg.image_size, psf=psf, name="sim"
+        )
         # The flat parameter vector follows caustics' own ordering of the dynamic parameters; map each one
         # to our names once, so a caustics update that reorders them cannot silently scramble the images.
-        names = {("sie", "q"): "sie_q", ("sie", "phi"): "sie_phi", ("sie", "Rein"): "sie_Rein",
-                 ("shear", "gamma_1"): "gamma_1", ("shear", "gamma_2"): "gamma_2",
-                 ("sub", "x0"): "sub_x", ("sub", "y0"): "sub_y", ("sub", "Rein"): "sub_Rein",
-                 **{("src", k): f"src_{k}" for k in ("x0", "y0", "q", "phi", "n", "Re", "Ie")}}
+        names = {
+            ("sie", "q"): "sie_q",
+            ("sie", "phi"): "sie_phi",
+            ("sie", "Rein"): "sie_Rein",
+            ("shear", "gamma_1"): "gamma_1",
+            ("shear", "gamma_2"): "gamma_2",
+            ("sub", "x0"): "sub_x",
+            ("sub", "y0"): "sub_y",
+            ("sub", "Rein"): "sub_Rein",
+            **{("src", k): f"src_{k}" for k in ("x0", "y0", "q", "phi", "n", "Re", "Ie")},
+        }
         self.order = [names[(next(iter(q.parents)).name, q.name)] for q in self.sim.dynamic_params]
         self._render = torch.vmap(self.sim)  # sim(X) on a 2-D batch fails; vmap over the rows works
 
@@ -215,7 +245,7 @@ def gaussian_psf(fwhm: float, pixelscale: float) -> torch.Tensor:
     sigma = fwhm / (2 * math.sqrt(2 * math.log(2))) / pixelscale
     half = max(int(math.ceil(3 * sigma)), 1)
     ax = torch.arange(-half, half + 1, dtype=torch.float32)
-    k = torch.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * sigma ** 2))
+    k = torch.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * sigma**2))
     return k / k.sum()
 
 
@@ -244,8 +274,9 @@ def dataset_dir(cache_dir: Path, cfg: SimConfig, counts: dict) -> Path:
     return Path(cache_dir).expanduser() / "lensing_sim" / name
 
 
-def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_per_class: int,
-                     batch: int = 128, log=None) -> GenerationReport:
+def generate_dataset(
+    cache_dir: Path, cfg: SimConfig, train_per_class: int, val_per_class: int, batch: int = 128, log=None
+) -> GenerationReport:
     """Write the DeepLense layout under ``cache_dir`` once; later calls with the same parameters reuse it.
 
     Built in a temporary sibling dir and renamed into place when complete, so an interrupted run leaves
@@ -271,7 +302,7 @@ def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_
                 folder.mkdir(parents=True)
                 idx = split_indices(split, counts[split])
                 for a in range(0, len(idx), batch):
-                    chunk = idx[a:a + batch]
+                    chunk = idx[a : a + batch]
                     for i, img in zip(chunk, sim.images(cls, chunk)):
                         np.save(folder / f"{i:08d}.npy", img)
                     done += len(chunk)
@@ -280,14 +311,21 @@ def generate_dataset(cache_dir: Path, cfg: SimConfig, train_per_class: int, val_
         seconds = time.perf_counter() - t0
         save_example_grid(sim, tmp / "examples.png")
         import caustics
-        manifest = {"format": FORMAT_VERSION, "sim": asdict(cfg), "classes": list(CLASS_NAMES),
-                    "counts": {s: {c: counts[s] for c in CLASS_NAMES} for s in SPLITS},
-                    "index_offsets": {"train": 0, "val": VAL_INDEX_OFFSET},
-                    "file": {"dtype": "float32", "shape": [1, cfg.image_size, cfg.image_size],
-                             "scaling": "min-max"},
-                    "seconds": round(seconds, 2), "images_per_s": round(total / seconds, 1),
-                    "torch_threads": 1, "caustics": caustics.__version__}
+
+        manifest = {
+            "format": FORMAT_VERSION,
+            "sim": asdict(cfg),
+            "classes": list(CLASS_NAMES),
+            "counts": {s: {c: counts[s] for c in CLASS_NAMES} for s in SPLITS},
+            "index_offsets": {"train": 0, "val": VAL_INDEX_OFFSET},
+            "file": {"dtype": "float32", "shape": [1, cfg.image_size, cfg.image_size], "scaling": "min-max"},
+            "seconds": round(seconds, 2),
+            "images_per_s": round(total / seconds, 1),
+            "torch_threads": 1,
+            "caustics": caustics.__version__,
+        }
         from sweeplab.runs.record import write_json
+
         write_json(tmp / "manifest.json", manifest)
         try:
             os.replace(tmp, root)  # atomic: the data set appears whole or not at all
@@ -304,6 +342,7 @@ def save_example_grid(sim: LensSimulator, path: Path, per_class: int = 6) -> Non
     """One row of images per class, then each substructure class's residual against its smooth lens
     (the same main lens and source without the substructure) to show what the network must find."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -314,8 +353,9 @@ def save_example_grid(sim: LensSimulator, path: Path, per_class: int = 6) -> Non
         params = [draw_params(sim.cfg, c, i) for i in range(per_class)]
         residual = sim.render(params, raw=True) - sim.render(params, smooth=True, raw=True)
         rows.append((f"{name} − smooth", residual))
-    fig, axes = plt.subplots(len(rows), per_class, figsize=(1.8 * per_class, 1.9 * len(rows)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        len(rows), per_class, figsize=(1.8 * per_class, 1.9 * len(rows)), squeeze=False, layout="constrained"
+    )
     for r, (label, imgs) in enumerate(rows):
         for i in range(per_class):
             ax = axes[r, i]
@@ -329,8 +369,11 @@ def save_example_grid(sim: LensSimulator, path: Path, per_class: int = 6) -> Non
             ax.set_yticks([])
             if i == 0:
                 ax.set_ylabel(label, fontsize=9)
-    fig.suptitle(f"simulated lenses, {sim.cfg.image_size}×{sim.cfg.image_size}, f_sub {sim.cfg.fsub[0]:.3g}–"
-                 f"{sim.cfg.fsub[1]:.3g}", fontsize=10)
+    fig.suptitle(
+        f"simulated lenses, {sim.cfg.image_size}×{sim.cfg.image_size}, f_sub {sim.cfg.fsub[0]:.3g}–"
+        f"{sim.cfg.fsub[1]:.3g}",
+        fontsize=10,
+    )
     save_figure(fig, path)
     plt.close(fig)
 
@@ -352,5 +395,7 @@ if __name__ == "__main__":  # python -m sweeplab.data.lensing_sim [threads]: the
 
     t = int(sys.argv[1]) if len(sys.argv) > 1 else None
     for size in (64, 150):
-        print(f"{size}x{size}: {measure_speed(size, n=512 if size == 64 else 128, threads=t):.0f} images/s "
-              f"on {torch.get_num_threads()} threads")
+        print(
+            f"{size}x{size}: {measure_speed(size, n=512 if size == 64 else 128, threads=t):.0f} images/s "
+            f"on {torch.get_num_threads()} threads"
+        )

@@ -1,10 +1,11 @@
 """Character-level language modelling on any one-item-per-line text file (default: names.txt, 32k names)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -43,14 +44,21 @@ def split_items(items: Sequence[str], fractions: Sequence[float], seed: int) -> 
     parts = [[items[i] for i in order[a:b]] for a, b in zip(bounds, bounds[1:])]
     for name, part in zip(("train", "val", "test"), parts):
         if not part:
-            raise DataError(f"data.split={list(fractions)} leaves the {name} split empty "
-                            f"({len(items)} items)")
+            raise DataError(f"data.split={list(fractions)} leaves the {name} split empty ({len(items)} items)")
     return parts
 
 
 class NamesDataModule(pl.LightningDataModule):
-    def __init__(self, path: str | None = None, split: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 42,
-                 block_size: int = 3, batch_size: int = 32, num_workers: int = 0, lowercase: bool = False):
+    def __init__(
+        self,
+        path: str | None = None,
+        split: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 42,
+        block_size: int = 3,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        lowercase: bool = False,
+    ):
         super().__init__()
         self.path = Path(path).expanduser() if path else bundled_names()
         self.split, self.split_seed = list(split), split_seed
@@ -77,9 +85,12 @@ class NamesDataModule(pl.LightningDataModule):
         return {"vocab_size": len(self.vocab), "max_len": max(d.x.shape[1] for d in self.splits.values())}
 
     def stats(self) -> dict:
-        return {"data_path": str(self.path), "vocab_size": len(self.vocab),
-                **{f"{k}_items": len(v) for k, v in self.splits.items()},
-                "unigram_val_loss": self.unigram_loss("val")}
+        return {
+            "data_path": str(self.path),
+            "vocab_size": len(self.vocab),
+            **{f"{k}_items": len(v) for k, v in self.splits.items()},
+            "unigram_val_loss": self.unigram_loss("val"),
+        }
 
     def unigram_loss(self, split: str) -> float:
         """NLL (nats/char) of a unigram model fitted on train: the floor any real model must beat."""

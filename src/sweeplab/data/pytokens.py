@@ -6,6 +6,7 @@ stdlib ``tokenize`` module gives the same leaves: here its COMMENT, NL, NEWLINE,
 ENDMARKER tokens are dropped, and docstrings (a body's first statement made of plain string literals)
 are skipped. ``tokenize`` also takes incomplete code such as the prompt ``def train (``.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -28,7 +29,7 @@ def _span(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str
     (l0, c0), (l1, c1) = start, end
     if l0 == l1:
         return lines[l0 - 1][c0:c1]
-    return lines[l0 - 1][c0:] + "".join(lines[l0:l1 - 1]) + lines[l1 - 1][:c1]
+    return lines[l0 - 1][c0:] + "".join(lines[l0 : l1 - 1]) + lines[l1 - 1][:c1]
 
 
 def raw_tokens(text: str) -> list[Tok]:
@@ -110,8 +111,7 @@ def tokenize(text: str, keep_docstrings: bool = False) -> list[str]:
     """``code_tokens`` of a piece of Python source (whole functions or an incomplete prefix)."""
     toks = list(raw_tokens(text))
     drop = set() if keep_docstrings else _docstring_positions(toks)
-    return [t.string for i, t in enumerate(toks)
-            if t.type not in SKIP and i not in drop and t.string.strip()]
+    return [t.string for i, t in enumerate(toks) if t.type not in SKIP and i not in drop and t.string.strip()]
 
 
 def significant(toks: list[Tok]) -> list[Tok]:
@@ -119,9 +119,13 @@ def significant(toks: list[Tok]) -> list[Tok]:
     return [t for t in toks if t.type not in SKIP and t.string.strip()]
 
 
-def tokens_in_span(toks: list[Tok], start: tuple[int, int], end: tuple[int, int],
-                   exclude: list[tuple[tuple[int, int], tuple[int, int]]] = (),
-                   starts: list[tuple[int, int]] | None = None) -> list[str]:
+def tokens_in_span(
+    toks: list[Tok],
+    start: tuple[int, int],
+    end: tuple[int, int],
+    exclude: list[tuple[tuple[int, int], tuple[int, int]]] = (),
+    starts: list[tuple[int, int]] | None = None,
+) -> list[str]:
     """Strings of the ``significant`` tokens of a file lying in [start, end), minus the ``exclude`` spans
     (docstrings). ``starts`` (each token's start, computed once per file) keeps this linear in the
     function's size rather than the file's."""
@@ -139,17 +143,91 @@ _OPEN, _CLOSE = set("([{"), set(")]}")
 _KEYWORDS = set(keyword.kwlist)
 _VALUES = {"True", "False", "None", "..."}
 _HEADERS = {"def", "class", "if", "elif", "else", "for", "while", "try", "except", "finally", "with", "async"}
-_CONTINUATIONS = {"elif": ("if", "elif"), "else": ("if", "elif", "for", "while", "try", "except"),
-                  "except": ("try", "except"), "finally": ("try", "except", "else")}
-_SIMPLE = {"return", "raise", "pass", "break", "continue", "del", "global", "nonlocal", "assert", "import",
-           "from", "def", "class", "while", "with", "try", "async", "elif", "except", "finally", "lambda",
-           "await", "yield", "for", "@"}
+_CONTINUATIONS = {
+    "elif": ("if", "elif"),
+    "else": ("if", "elif", "for", "while", "try", "except"),
+    "except": ("try", "except"),
+    "finally": ("try", "except", "else"),
+}
+_SIMPLE = {
+    "return",
+    "raise",
+    "pass",
+    "break",
+    "continue",
+    "del",
+    "global",
+    "nonlocal",
+    "assert",
+    "import",
+    "from",
+    "def",
+    "class",
+    "while",
+    "with",
+    "try",
+    "async",
+    "elif",
+    "except",
+    "finally",
+    "lambda",
+    "await",
+    "yield",
+    "for",
+    "@",
+}
 _ENDS_BODY = {"return", "raise", "pass", "break", "continue"}
 # After these a unary operator or a `*args` follows: `f(-x, *a)`, `return -1`, `x = **`.
-_BEFORE_UNARY = _OPEN | {",", "=", ":", "return", "yield", "in", "and", "or", "not", "lambda", "if", "else",
-                         "==", "!=", "<", ">", "<=", ">=", "+=", "-=", "*=", "/=", "//=", "%=", "**=", "|=",
-                         "&=", "^=", ">>=", "<<=", "@=", "%", "+", "-", "*", "/", "//", "**", "<<", ">>", "&",
-                         "|", "^", "~", "->", ":=", "print", "@"}
+_BEFORE_UNARY = _OPEN | {
+    ",",
+    "=",
+    ":",
+    "return",
+    "yield",
+    "in",
+    "and",
+    "or",
+    "not",
+    "lambda",
+    "if",
+    "else",
+    "==",
+    "!=",
+    "<",
+    ">",
+    "<=",
+    ">=",
+    "+=",
+    "-=",
+    "*=",
+    "/=",
+    "//=",
+    "%=",
+    "**=",
+    "|=",
+    "&=",
+    "^=",
+    ">>=",
+    "<<=",
+    "@=",
+    "%",
+    "+",
+    "-",
+    "*",
+    "/",
+    "//",
+    "**",
+    "<<",
+    ">>",
+    "&",
+    "|",
+    "^",
+    "~",
+    "->",
+    ":=",
+    "print",
+    "@",
+}
 
 
 def _is_literal(tok: str) -> bool:
@@ -158,8 +236,12 @@ def _is_literal(tok: str) -> bool:
 
 
 def _ends_operand(tok: str) -> bool:
-    return tok in _CLOSE or tok in _VALUES or tok in ("pass", "break", "continue") or \
-        (_is_literal(tok) and tok not in _KEYWORDS)
+    return (
+        tok in _CLOSE
+        or tok in _VALUES
+        or tok in ("pass", "break", "continue")
+        or (_is_literal(tok) and tok not in _KEYWORDS)
+    )
 
 
 def _begins_operand(tok: str) -> bool:
@@ -189,12 +271,12 @@ def _next_stop(tokens: list[str], i: int, stops: tuple[str, ...]) -> str | None:
 def _new_statement(cur: list[str], tokens: list[str], i: int) -> bool:
     """Whether ``tokens[i]`` starts a statement after ``cur`` (the current line, outside brackets)."""
     last, nxt = cur[-1], tokens[i]
-    if last in ("async", "@") or last in ("pass", "break", "continue") and nxt not in (":",):
+    if last in ("async", "@") or (last in ("pass", "break", "continue") and nxt not in (":",)):
         return last not in ("async", "@")
     if nxt == "if":  # statement, or the ternary `a if b else c`
-        return _ends_operand(last) and _next_stop(tokens, i + 1, (":", "else")) == ":" or last in ("return",)
+        return (_ends_operand(last) and _next_stop(tokens, i + 1, (":", "else")) == ":") or last in ("return",)
     if nxt == "else":
-        return tokens[i + 1:i + 2] == [":"]
+        return tokens[i + 1 : i + 2] == [":"]
     if nxt == "import":
         return not (cur[0] == "from" and "import" not in cur)
     if nxt == "from":
@@ -223,25 +305,28 @@ def _space(prev: str, tok: str, before: str | None, depth: int, subscript: bool,
         return False
     if prev == ":":
         return not subscript
-    if tok in ("(", "[") and (prev in _CLOSE or _is_literal(prev) and prev not in _KEYWORDS or prev == "print"):
+    if tok in ("(", "[") and (prev in _CLOSE or (_is_literal(prev) and prev not in _KEYWORDS) or prev == "print"):
         return False  # a call or subscript, not `return (x)`
     if depth > 0 and "=" in (tok, prev) and not annotated:
         return False  # keyword argument or default: f(a=1), but `x: int = 1` as PEP 8 has it
     if prev in ("-", "+", "*", "**") and (before is None or before in _BEFORE_UNARY):
         return False  # -x, *args, **kwargs
-    if prev == "@" and before is None:
-        return False  # decorator
-    return True
+    return not (prev == "@" and before is None)  # a decorator's name follows @ directly
 
 
 def _join_line(tokens: list[str]) -> str:
     out, depth = "", 0
     brackets: list[list] = []  # open brackets: [kind, whether the current item has an annotation colon]
     for i, tok in enumerate(tokens):
-        if i:
-            if _space(tokens[i - 1], tok, tokens[i - 2] if i >= 2 else None, depth,
-                      bool(brackets) and brackets[-1][0] == "[", bool(brackets) and brackets[-1][1]):
-                out += " "
+        if i and _space(
+            tokens[i - 1],
+            tok,
+            tokens[i - 2] if i >= 2 else None,
+            depth,
+            bool(brackets) and brackets[-1][0] == "[",
+            bool(brackets) and brackets[-1][1],
+        ):
+            out += " "
         out += tok
         if tok in _OPEN:
             depth += 1
@@ -258,7 +343,7 @@ def _join_line(tokens: list[str]) -> str:
 def detokenize(tokens: list[str], indent: str = "    ") -> str:
     """Readable source from ``code_tokens``: one statement a line, block bodies indented."""
     lines: list[tuple[int, list[str]]] = []
-    openers: list[tuple[int, str]] = []      # (level, keyword) of each block header so far
+    openers: list[tuple[int, str]] = []  # (level, keyword) of each block header so far
     floor = 1 if tokens[:1] and tokens[0] in ("def", "class", "@", "async") else 0
     cur: list[str] = []
     level, depth, header, lambdas = 0, 0, False, 0

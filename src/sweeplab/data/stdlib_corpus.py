@@ -7,9 +7,11 @@ path, so a file's functions stay together and the split never changes. Written o
 ``<data_dir>/stdlib_corpus/py<version>-v<CORPUS_VERSION>/python/final/jsonl/<split>/python_<split>_0.jsonl.gz``
 with ``manifest.json`` (counts); the directory appears atomically, so concurrent runs never see half of it.
 """
+
 from __future__ import annotations
 
 import ast
+import contextlib
 import gzip
 import hashlib
 import json
@@ -30,8 +32,10 @@ CORPUS_VERSION = 2  # bump when the rows change: the cache key holds it
 SPLITS = ("train", "valid", "test")
 FRACTIONS = (0.8, 0.1, 0.1)
 # CodeSearchNet's docstring tokenizer (github/CodeSearchNet function_parser), applied to the summary.
-DOCSTRING_TOKEN = re.compile(r"[^\s,'\"`.():\[\]=*;>{\}+-/\\]+|\\+|\.+|\(\)|{\}|\[\]|\(+|\)+|:+|\[+|\]+|{+|\}+|=+|"
-                             r"\*+|;+|>+|\++|-+|/+")
+DOCSTRING_TOKEN = re.compile(
+    r"[^\s,'\"`.():\[\]=*;>{\}+-/\\]+|\\+|\.+|\(\)|{\}|\[\]|\(+|\)+|:+|\[+|\]+|{+|\}+|=+|"
+    r"\*+|;+|>+|\++|-+|/+"
+)
 
 
 def stdlib_root() -> Path:
@@ -45,7 +49,7 @@ def corpus_dir(data_dir: str | os.PathLike) -> Path:
 
 def split_of(relpath: str) -> str:
     """train/valid/test from a hash of the file's path: stable across runs, machines and versions."""
-    u = int(hashlib.sha1(relpath.encode()).hexdigest()[:8], 16) / 2 ** 32
+    u = int(hashlib.sha1(relpath.encode()).hexdigest()[:8], 16) / 2**32
     return SPLITS[0] if u < FRACTIONS[0] else SPLITS[1] if u < FRACTIONS[0] + FRACTIONS[1] else SPLITS[2]
 
 
@@ -56,8 +60,11 @@ def docstring_tokens(doc: str) -> list[str]:
 
 
 def source_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.py")
-                  if "site-packages" not in p.relative_to(root).parts and "__pycache__" not in p.parts)
+    return sorted(
+        p
+        for p in root.rglob("*.py")
+        if "site-packages" not in p.relative_to(root).parts and "__pycache__" not in p.parts
+    )
 
 
 _BLOCKS = (ast.stmt, ast.excepthandler, *((ast.match_case,) if hasattr(ast, "match_case") else ()))
@@ -107,11 +114,20 @@ def file_functions(path: Path, relpath: str, url_base: str | None = None) -> tup
             exclude.append((pos(first.lineno, first.col_offset), pos(first.end_lineno, first.end_col_offset)))
         # The node's text as in the file (CodeSearchNet keeps the later lines' indentation); sliced here
         # because ast.get_source_segment re-splits the whole file on every call (quadratic on big files).
-        segment = "".join(lines[start[0] - 1:end[0]])
-        code = segment[start[1]: len(segment) - len(lines[end[0] - 1]) + end[1]]
-        row = {"repo": "python/cpython", "path": relpath, "func_name": name, "original_string": code,
-               "language": "python", "code": code, "code_tokens": tokens_in_span(toks, start, end, exclude, starts),
-               "docstring": doc, "docstring_tokens": docstring_tokens(doc), "partition": split}
+        segment = "".join(lines[start[0] - 1 : end[0]])
+        code = segment[start[1] : len(segment) - len(lines[end[0] - 1]) + end[1]]
+        row = {
+            "repo": "python/cpython",
+            "path": relpath,
+            "func_name": name,
+            "original_string": code,
+            "language": "python",
+            "code": code,
+            "code_tokens": tokens_in_span(toks, start, end, exclude, starts),
+            "docstring": doc,
+            "docstring_tokens": docstring_tokens(doc),
+            "partition": split,
+        }
         if url_base:
             row["url"] = f"{url_base}/{relpath}#L{node.lineno}-L{node.end_lineno}"
         return row
@@ -129,12 +145,17 @@ def _work(args):
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     # mtime=0: the same stdlib gives byte-identical files
     blob = gzip.compress(text.encode("utf-8"), compresslevel=4, mtime=0) if rows else b""
-    return (relpath, why, blob, len(rows), sum(len(r["code_tokens"]) for r in rows),
-            sum(bool(r["docstring"]) for r in rows))
+    return (
+        relpath,
+        why,
+        blob,
+        len(rows),
+        sum(len(r["code_tokens"]) for r in rows),
+        sum(bool(r["docstring"]) for r in rows),
+    )
 
 
-def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = None,
-                 workers: int | None = None) -> dict:
+def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = None, workers: int | None = None) -> dict:
     """Write the corpus of the ``.py`` files under ``root`` (default: the stdlib) to ``out_dir``; return
     the manifest. The directory is built beside ``out_dir`` and renamed into place when complete."""
     t0 = time.perf_counter()
@@ -158,28 +179,34 @@ def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = No
     try:
         counts = {s: {"files": 0, "functions": 0, "tokens": 0, "with_docstring": 0} for s in SPLITS}
         skipped = {}
-        handles = {}
-        for s in SPLITS:
-            f = tmp / "python" / "final" / "jsonl" / s / f"python_{s}_0.jsonl.gz"
-            f.parent.mkdir(parents=True)
-            handles[s] = open(f, "wb")
-        for relpath, why, blob, n_functions, n_tokens, n_doc in results:
-            if why:
-                skipped[relpath] = why
-                continue
-            s = split_of(relpath)
-            handles[s].write(blob)
-            c = counts[s]
-            c["files"] += 1
-            c["functions"] += n_functions
-            c["tokens"] += n_tokens
-            c["with_docstring"] += n_doc
-        for h in handles.values():
-            h.close()
-        manifest = {"source": str(root), "python": sys.version.split()[0], "corpus_version": CORPUS_VERSION,
-                    "splits": counts, "functions": sum(c["functions"] for c in counts.values()),
-                    "tokens": sum(c["tokens"] for c in counts.values()), "files": len(files),
-                    "skipped_files": skipped, "build_seconds": round(time.perf_counter() - t0, 2)}
+        with contextlib.ExitStack() as stack:
+            handles = {}
+            for s in SPLITS:
+                f = tmp / "python" / "final" / "jsonl" / s / f"python_{s}_0.jsonl.gz"
+                f.parent.mkdir(parents=True)
+                handles[s] = stack.enter_context(open(f, "wb"))
+            for relpath, why, blob, n_functions, n_tokens, n_doc in results:
+                if why:
+                    skipped[relpath] = why
+                    continue
+                s = split_of(relpath)
+                handles[s].write(blob)
+                c = counts[s]
+                c["files"] += 1
+                c["functions"] += n_functions
+                c["tokens"] += n_tokens
+                c["with_docstring"] += n_doc
+        manifest = {
+            "source": str(root),
+            "python": sys.version.split()[0],
+            "corpus_version": CORPUS_VERSION,
+            "splits": counts,
+            "functions": sum(c["functions"] for c in counts.values()),
+            "tokens": sum(c["tokens"] for c in counts.values()),
+            "files": len(files),
+            "skipped_files": skipped,
+            "build_seconds": round(time.perf_counter() - t0, 2),
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")  # written last: marks completion
         try:
             os.rename(tmp, out_dir)

@@ -5,9 +5,10 @@ depends on ``idx[:, :t+1]`` only. Subclasses write ``body`` (embeddings [B, T, E
 [B, T, D]); the output layer (plain, tied to the embedding, or adaptive softmax) lives here once.
 Data facts (``vocab_size``, ``max_len``) come from the datamodule, hyperparameters from the config.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,14 +19,26 @@ IGNORE_INDEX = -100  # target value of padded positions
 
 def sequence_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
     """(summed NLL over non-padded targets, number of such targets); no host sync."""
-    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                            reduction="sum", label_smoothing=label_smoothing)
+    total = F.cross_entropy(
+        logits.flatten(0, 1).float(),
+        targets.flatten(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )
     return total, (targets != IGNORE_INDEX).sum()
 
 
 class TokenLM(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int, out_dim: int, dropout: float = 0.0,
-                 tie_weights: bool = False, adaptive_cutoffs: Sequence[int] | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        out_dim: int,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        adaptive_cutoffs: Sequence[int] | None = None,
+    ):
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed_dim)
@@ -39,8 +52,9 @@ class TokenLM(nn.Module):
                 raise ValueError("model.tie_weights and model.adaptive_cutoffs cannot be combined")
             cutoffs = [c for c in adaptive_cutoffs if 0 < c < vocab_size - 1]
             if not cutoffs:
-                raise ValueError(f"model.adaptive_cutoffs={list(adaptive_cutoffs)} leaves no cluster "
-                                 f"below vocab_size={vocab_size}")
+                raise ValueError(
+                    f"model.adaptive_cutoffs={list(adaptive_cutoffs)} leaves no cluster below vocab_size={vocab_size}"
+                )
             # Tail clusters shrink by div_value each; keep the last one at least 1 wide for narrow models.
             div = min(4.0, head_in ** (1 / len(cutoffs))) if head_in > 1 else 1.0
             self.head = nn.AdaptiveLogSoftmaxWithLoss(head_in, vocab_size, cutoffs=cutoffs, div_value=max(div, 1.0))

@@ -6,6 +6,7 @@
 Padding only on the left, by (k-1)·d, so the output at t never sees t+1.. (strictly causal).
 Receptive field: 1 + (k-1)(2^num_layers - 1) tokens; earlier positions fall out of view.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,17 +30,25 @@ class CausalConvBlock(nn.Module):
 
 
 class CausalCNN(TokenLM):
-    def __init__(self, vocab_size: int, max_len: int, embed_dim: int = 64, hidden_dim: int = 128,
-                 num_layers: int = 4, dropout: float = 0.0, tie_weights: bool = False, adaptive_cutoffs=None,
-                 kernel_size: int = 2):
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        embed_dim: int = 64,
+        hidden_dim: int = 128,
+        num_layers: int = 4,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        adaptive_cutoffs=None,
+        kernel_size: int = 2,
+    ):
         super().__init__(vocab_size, embed_dim, hidden_dim, dropout, tie_weights, adaptive_cutoffs)
         self.inp = nn.Conv1d(embed_dim, hidden_dim, 1)
-        self.blocks = nn.ModuleList(CausalConvBlock(hidden_dim, kernel_size, 2 ** l, dropout)
-                                    for l in range(num_layers))
-        self.receptive_field = 1 + (kernel_size - 1) * (2 ** num_layers - 1)
+        self.blocks = nn.ModuleList(CausalConvBlock(hidden_dim, kernel_size, 2**l, dropout) for l in range(num_layers))
+        self.receptive_field = 1 + (kernel_size - 1) * (2**num_layers - 1)
 
     def body(self, x):
-        h = self.inp(x.transpose(1, 2))                   # Conv1d wants channels first: [B, C, T]
+        h = self.inp(x.transpose(1, 2))  # Conv1d wants channels first: [B, C, T]
         for block in self.blocks:
             h = block(h)
         return self.drop(F.gelu(h.transpose(1, 2)))

@@ -7,6 +7,7 @@
     neck: BN-ReLU, global average pool, Linear(C, neck_dim)-ReLU-Dropout, Linear(neck_dim, num_classes)
 `width` is the growth rate k; `depth` the layers per dense block.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,11 @@ from torch import nn
 
 def stem(in_channels: int, out_channels: int, image_size: int) -> nn.Sequential:
     """Early downsampling keeps the cost per image low; larger images get one more halving."""
-    layers = [nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
-              nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    layers = [
+        nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
     if image_size > 96:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -29,8 +33,7 @@ class ChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int):
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
-                                 nn.Conv2d(hidden, channels, 1))
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
 
     def forward(self, x):
         avg = self.mlp(F.adaptive_avg_pool2d(x, 1))
@@ -64,10 +67,13 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, growth: int, dropout: float):
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
-            nn.Conv2d(in_channels, 4 * growth, 1, bias=False),                 # bottleneck
-            nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True),
-            nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False))
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, 4 * growth, 1, bias=False),  # bottleneck
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
+        )
         self.drop = nn.Dropout2d(dropout) if dropout else nn.Identity()
 
     def forward(self, x):
@@ -76,14 +82,28 @@ class DenseLayer(nn.Module):
 
 class Transition(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
-                         nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.AvgPool2d(2))
+        super().__init__(
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.AvgPool2d(2),
+        )
 
 
 class DenseNetCBAM(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 8, depth: int = 3,
-                 dropout: float = 0.2, blocks: int = 3, reduction: float = 0.5, attention_reduction: int = 8,
-                 neck_dim: int = 128):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        width: int = 8,
+        depth: int = 3,
+        dropout: float = 0.2,
+        blocks: int = 3,
+        reduction: float = 0.5,
+        attention_reduction: int = 8,
+        neck_dim: int = 128,
+    ):
         super().__init__()
         self.num_classes = num_classes
         channels = 2 * width
@@ -99,8 +119,9 @@ class DenseNetCBAM(nn.Module):
                 channels = out
         layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
-        self.neck = nn.Sequential(nn.Flatten(), nn.Linear(channels, neck_dim), nn.ReLU(inplace=True),
-                                  nn.Dropout(dropout))
+        self.neck = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels, neck_dim), nn.ReLU(inplace=True), nn.Dropout(dropout)
+        )
         self.head = nn.Linear(neck_dim, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

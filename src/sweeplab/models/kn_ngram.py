@@ -15,6 +15,7 @@ with ``searchsorted`` (vectorised, and no per-n-gram Python objects). Fitted in 
 (``fit_batch`` per batch, ``finalize`` at the end); no trainable parameters. The checkpoint holds the
 highest-order counts only (``get_extra_state``); everything else is re-derived on load.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,9 +31,11 @@ class KneserNeyNGram(nn.Module):
         super().__init__()
         if order < 1:
             raise ValueError(f"model.order={order} must be at least 1")
-        if vocab_size ** order >= 2 ** 63:
-            raise ValueError(f"model.order={order} with a {vocab_size:,}-token vocabulary overflows the 64-bit "
-                             f"n-gram keys; lower model.order or data.vocab_size")
+        if vocab_size**order >= 2**63:
+            raise ValueError(
+                f"model.order={order} with a {vocab_size:,}-token vocabulary overflows the 64-bit "
+                f"n-gram keys; lower model.order or data.vocab_size"
+            )
         self.vocab_size, self.order = vocab_size, order
         self.bos_id: int | None = None  # the first token of the first batch: the datamodule's BOS
         self._pending: list[torch.Tensor] = []
@@ -43,11 +46,18 @@ class KneserNeyNGram(nn.Module):
         # Level k (1..order): k-gram keys (sorted), their discounted counts; its contexts (sorted keys),
         # context totals, γ numerators, and where each context's k-grams start in the k-gram table.
         for k in range(1, order + 1):
-            for name, dtype in (("gram", torch.long), ("disc", torch.float64), ("ctx", torch.long),
-                                ("total", torch.float64), ("gnum", torch.float64), ("start", torch.long)):
+            for name, dtype in (
+                ("gram", torch.long),
+                ("disc", torch.float64),
+                ("ctx", torch.long),
+                ("total", torch.float64),
+                ("gnum", torch.float64),
+                ("start", torch.long),
+            ):
                 self.register_buffer(f"{name}{k}", torch.zeros(0, dtype=dtype), persistent=False)
-        self.register_buffer("unigram", torch.full((vocab_size,), 1.0 / vocab_size, dtype=torch.float64),
-                             persistent=False)
+        self.register_buffer(
+            "unigram", torch.full((vocab_size,), 1.0 / vocab_size, dtype=torch.float64), persistent=False
+        )
 
     # -------------------------------------------------------------- counting
     def _windows(self, idx: torch.Tensor) -> torch.Tensor:
@@ -109,7 +119,7 @@ class KneserNeyNGram(nn.Module):
             if k < n:
                 # k-grams are the suffixes of the (k+1)-grams: continuation = distinct left extensions,
                 # raw = summed counts (each position has a full-order n-gram, BOS-padded).
-                suffix = grams % V ** k
+                suffix = grams % V**k
                 low, inverse = torch.unique(suffix, return_inverse=True)
                 cont = torch.zeros_like(low).scatter_add_(0, inverse, torch.ones_like(inverse))
                 raw = torch.zeros_like(low).scatter_add_(0, inverse, raw)
@@ -127,10 +137,20 @@ class KneserNeyNGram(nn.Module):
             setattr(self, f"gram{k}", grams)
             setattr(self, f"disc{k}", disc)
             setattr(self, f"ctx{k}", ctx)
-            setattr(self, f"total{k}", torch.zeros(len(ctx), dtype=torch.float64, device=grams.device)
-                    .scatter_add_(0, ctx_inverse, counts.double()))
-            setattr(self, f"gnum{k}", torch.zeros(len(ctx), dtype=torch.float64, device=grams.device)
-                    .scatter_add_(0, ctx_inverse, D[counts.clamp(max=3)]))
+            setattr(
+                self,
+                f"total{k}",
+                torch.zeros(len(ctx), dtype=torch.float64, device=grams.device).scatter_add_(
+                    0, ctx_inverse, counts.double()
+                ),
+            )
+            setattr(
+                self,
+                f"gnum{k}",
+                torch.zeros(len(ctx), dtype=torch.float64, device=grams.device).scatter_add_(
+                    0, ctx_inverse, D[counts.clamp(max=3)]
+                ),
+            )
             setattr(self, f"start{k}", torch.cumsum(ctx_n, 0) - ctx_n)
         self._dirty = False
 
@@ -145,7 +165,7 @@ class KneserNeyNGram(nn.Module):
 
     def _contexts(self, windows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For level k: (context key, its row in the context table, found) of each window [M, order-1]."""
-        hkey = self._encode(windows[:, self.order - k:], self.vocab_size)
+        hkey = self._encode(windows[:, self.order - k :], self.vocab_size)
         row, found = self._find(getattr(self, f"ctx{k}"), hkey)
         return hkey, row, found
 
@@ -184,27 +204,36 @@ class KneserNeyNGram(nn.Module):
             total = getattr(self, f"total{k}")[ctx].clamp(min=1)
             P[rows] *= (getattr(self, f"gnum{k}")[ctx] / total).float()[:, None]
             # every k-gram seen after these contexts: a contiguous run of the sorted table per context
-            n_after = torch.diff(torch.cat([getattr(self, f"start{k}"),
-                                            torch.tensor([len(getattr(self, f"gram{k}"))], device=idx.device)]))
+            n_after = torch.diff(
+                torch.cat(
+                    [getattr(self, f"start{k}"), torch.tensor([len(getattr(self, f"gram{k}"))], device=idx.device)]
+                )
+            )
             runs = n_after[ctx]
             which = torch.repeat_interleave(torch.arange(len(rows), device=idx.device), runs)
             first = torch.repeat_interleave(getattr(self, f"start{k}")[ctx] - (torch.cumsum(runs, 0) - runs), runs)
             pos = first + torch.arange(len(which), device=idx.device)
             words = getattr(self, f"gram{k}")[pos] % self.vocab_size
-            P.index_put_((rows[which], words), (getattr(self, f"disc{k}")[pos] / total[which]).float(),
-                         accumulate=True)
+            P.index_put_((rows[which], words), (getattr(self, f"disc{k}")[pos] / total[which]).float(), accumulate=True)
         return P.clamp(min=1e-30).log().view(B, T, self.vocab_size)
 
     # -------------------------------------------------------------- checkpoints
     def get_extra_state(self) -> dict:
         self._compact()
-        return {"keys": self.keys.cpu(), "counts": self.counts.cpu(), "bos_id": self.bos_id,
-                "vocab_size": self.vocab_size, "order": self.order}
+        return {
+            "keys": self.keys.cpu(),
+            "counts": self.counts.cpu(),
+            "bos_id": self.bos_id,
+            "vocab_size": self.vocab_size,
+            "order": self.order,
+        }
 
     def set_extra_state(self, state: dict) -> None:
         if (state["vocab_size"], state["order"]) != (self.vocab_size, self.order):
-            raise ValueError(f"checkpoint of a {state['order']}-gram over {state['vocab_size']} tokens loaded into "
-                             f"a {self.order}-gram over {self.vocab_size}")
+            raise ValueError(
+                f"checkpoint of a {state['order']}-gram over {state['vocab_size']} tokens loaded into "
+                f"a {self.order}-gram over {self.vocab_size}"
+            )
         device = self.unigram.device
         self.keys, self.counts = state["keys"].to(device), state["counts"].to(device)
         self.bos_id, self._pending, self._n_pending = state["bos_id"], [], 0

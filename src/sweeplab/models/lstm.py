@@ -6,6 +6,7 @@
 Dropout on the embeddings, between layers and on the top layer's output (not on the recurrence).
 See peephole_lstm.py for the same cell written out by hand.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -14,13 +15,23 @@ from sweeplab.models.base import TokenLM
 
 
 class LSTM(TokenLM):
-    def __init__(self, vocab_size: int, max_len: int, embed_dim: int = 64, hidden_dim: int = 128,
-                 num_layers: int = 2, dropout: float = 0.0, tie_weights: bool = False, adaptive_cutoffs=None):
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        embed_dim: int = 64,
+        hidden_dim: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        adaptive_cutoffs=None,
+    ):
         super().__init__(vocab_size, embed_dim, hidden_dim, dropout, tie_weights, adaptive_cutoffs)
         # nn.LSTM warns about dropout with a single layer, where it has nothing to act on.
-        self.rnn = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True,
-                           dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            embed_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        )
 
     def body(self, x):
-        out, _ = self.rnn(x)                             # [B, T, H], zero initial state
+        out, _ = self.rnn(x)  # [B, T, H], zero initial state
         return self.drop(out)

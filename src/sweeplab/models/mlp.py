@@ -5,6 +5,7 @@
     logits = U h + c
 Applied to every position of a sequence at once, which equals the seed's per-window training.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -13,9 +14,18 @@ from sweeplab.models.base import TokenLM, left_context
 
 
 class MLP(TokenLM):
-    def __init__(self, vocab_size: int, max_len: int, block_size: int = 3, embed_dim: int = 10,
-                 hidden_dim: int = 200, num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
-                 adaptive_cutoffs=None):
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        block_size: int = 3,
+        embed_dim: int = 10,
+        hidden_dim: int = 200,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        adaptive_cutoffs=None,
+    ):
         super().__init__(vocab_size, embed_dim, hidden_dim, dropout, tie_weights, adaptive_cutoffs)
         self.block_size = block_size
         layers, width = [], block_size * embed_dim
@@ -25,5 +35,5 @@ class MLP(TokenLM):
         self.mlp = nn.Sequential(*layers)
 
     def body(self, x):
-        ctx = left_context(x, self.block_size)           # [B, T, block, E]
-        return self.mlp(ctx.flatten(2))                  # [B, T, H]
+        ctx = left_context(x, self.block_size)  # [B, T, block, E]
+        return self.mlp(ctx.flatten(2))  # [B, T, H]

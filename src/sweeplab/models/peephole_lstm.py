@@ -10,6 +10,7 @@ The peephole weights w_c· are diagonal (vectors). The input terms W_x· x_t + b
 timesteps in one matmul; only the recurrent part loops over time. Layers are stacked ``num_layers``
 deep with dropout between them, on the embeddings and on the top layer's output.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ class PeepholeLSTMLayer(nn.Module):
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
         self.hidden_size = hidden_size
-        self.x2g = nn.Linear(input_size, 4 * hidden_size)               # W_x[i,f,g,o], b[i,f,g,o]
+        self.x2g = nn.Linear(input_size, 4 * hidden_size)  # W_x[i,f,g,o], b[i,f,g,o]
         self.h2g = nn.Linear(hidden_size, 4 * hidden_size, bias=False)  # W_h[i,f,g,o]
         self.w_ci = nn.Parameter(torch.empty(hidden_size))
         self.w_cf = nn.Parameter(torch.empty(hidden_size))
@@ -33,7 +34,7 @@ class PeepholeLSTMLayer(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
         with torch.no_grad():  # forget gate open at the start: gradients flow through c (Jozefowicz et al.)
-            self.x2g.bias[hidden_size:2 * hidden_size] += 1.0
+            self.x2g.bias[hidden_size : 2 * hidden_size] += 1.0
 
     def step(self, xg: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
         """One timestep; ``xg`` = x2g(x_t) [B, 4H] is precomputed. Returns (h_t, c_t)."""
@@ -46,7 +47,7 @@ class PeepholeLSTMLayer(nn.Module):
         return o * torch.tanh(c), c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, I] -> [B, T, H], zero initial state
-        xg = self.x2g(x)                                  # all timesteps at once
+        xg = self.x2g(x)  # all timesteps at once
         h = c = x.new_zeros(x.shape[0], self.hidden_size)
         out = []
         for t in range(x.shape[1]):
@@ -56,13 +57,23 @@ class PeepholeLSTMLayer(nn.Module):
 
 
 class PeepholeLSTM(TokenLM):
-    def __init__(self, vocab_size: int, max_len: int, embed_dim: int = 64, hidden_dim: int = 128,
-                 num_layers: int = 2, dropout: float = 0.0, tie_weights: bool = False, adaptive_cutoffs=None):
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        embed_dim: int = 64,
+        hidden_dim: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        adaptive_cutoffs=None,
+    ):
         super().__init__(vocab_size, embed_dim, hidden_dim, dropout, tie_weights, adaptive_cutoffs)
-        self.layers = nn.ModuleList(PeepholeLSTMLayer(embed_dim if l == 0 else hidden_dim, hidden_dim)
-                                    for l in range(num_layers))
+        self.layers = nn.ModuleList(
+            PeepholeLSTMLayer(embed_dim if l == 0 else hidden_dim, hidden_dim) for l in range(num_layers)
+        )
 
     def body(self, x):
         for layer in self.layers:
-            x = self.drop(layer(x))                       # between layers and after the top one
+            x = self.drop(layer(x))  # between layers and after the top one
         return x

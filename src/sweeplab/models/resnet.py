@@ -1,10 +1,11 @@
 """ResNet baseline for image classification (He et al. 2016), basic blocks, sized for small images.
 
-    stem: conv 3×3 (stride 2, or 2 + max-pool 2 for images over 96 px)
-    `stages` stages of `depth` basic blocks (conv3×3-BN-ReLU-conv3×3-BN + shortcut), width·2^i channels;
-    every stage after the first halves the resolution
-    head: global average pool, Dropout, Linear(num_classes)
+stem: conv 3×3 (stride 2, or 2 + max-pool 2 for images over 96 px)
+`stages` stages of `depth` basic blocks (conv3×3-BN-ReLU-conv3×3-BN + shortcut), width·2^i channels;
+every stage after the first halves the resolution
+head: global average pool, Dropout, Linear(num_classes)
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x):
         h = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -32,14 +34,22 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 8, depth: int = 2,
-                 dropout: float = 0.2, stages: int = 4):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        width: int = 8,
+        depth: int = 2,
+        dropout: float = 0.2,
+        stages: int = 4,
+    ):
         super().__init__()
         self.num_classes = num_classes
         layers: list[nn.Module] = [stem(in_channels, width, image_size)]
         channels = width
         for s in range(stages):
-            out = width * 2 ** s
+            out = width * 2**s
             for d in range(depth):
                 layers.append(BasicBlock(channels, out, stride=2 if s > 0 and d == 0 else 1))
                 channels = out

@@ -6,6 +6,7 @@
 Attention is causal (``is_causal=True``): position t attends to 0..t only. ``embed_dim`` is the model
 width, ``hidden_dim`` the MLP width, ``num_heads`` the number of attention heads.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,10 +28,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C]
         B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2)  # [B, nh, T, hd]
-                   for t in self.qkv(x).split(C, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=True)
+        q, k, v = (
+            t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2)  # [B, nh, T, hd]
+            for t in self.qkv(x).split(C, dim=2)
+        )
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
         return self.drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
 
@@ -40,8 +42,9 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(width)
         self.attn = CausalSelfAttention(width, num_heads, dropout)
         self.ln2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, width),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, width), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
@@ -49,9 +52,18 @@ class Block(nn.Module):
 
 
 class Transformer(TokenLM):
-    def __init__(self, vocab_size: int, max_len: int, embed_dim: int = 64, hidden_dim: int = 256,
-                 num_layers: int = 4, dropout: float = 0.0, tie_weights: bool = False, adaptive_cutoffs=None,
-                 num_heads: int = 4):
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        embed_dim: int = 64,
+        hidden_dim: int = 256,
+        num_layers: int = 4,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        adaptive_cutoffs=None,
+        num_heads: int = 4,
+    ):
         if embed_dim % num_heads:
             raise ValueError(f"model.embed_dim={embed_dim} must be divisible by model.num_heads={num_heads}")
         super().__init__(vocab_size, embed_dim, embed_dim, dropout, tie_weights, adaptive_cutoffs)
@@ -77,9 +89,11 @@ class Transformer(TokenLM):
 
     def body(self, x):
         T = x.shape[1]
-        if T > self.max_len:
-            raise ValueError(f"Transformer got a sequence of length {T} but has position embeddings for "
-                             f"max_len={self.max_len} only; crop the context to the last {self.max_len} tokens")
+        if self.max_len < T:
+            raise ValueError(
+                f"Transformer got a sequence of length {T} but has position embeddings for "
+                f"max_len={self.max_len} only; crop the context to the last {self.max_len} tokens"
+            )
         x = x + self.pos(torch.arange(T, device=x.device))
         for block in self.blocks:
             x = block(x)

@@ -1,4 +1,5 @@
 """Lightning callbacks every run gets: divergence guard, per-epoch history and log line."""
+
 from __future__ import annotations
 
 import logging
@@ -37,15 +38,25 @@ class RunHistory(pl.Callback):
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                   if isinstance(v, (torch.Tensor, float, int)) and getattr(v, "numel", lambda: 1)() == 1}
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if isinstance(v, (torch.Tensor, float, int)) and getattr(v, "numel", lambda: 1)() == 1
+        }
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics}
         self.history.append(row)
-        shown = " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                           if k.startswith(("train/", "val/")) and k != "train/epoch_loss")
+        shown = " | ".join(
+            f"{k} {v:.4g}" for k, v in metrics.items() if k.startswith(("train/", "val/")) and k != "train/epoch_loss"
+        )
         lr = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups][:1]
-        log.info("epoch %d step %d | %s%s | %.1fs", trainer.current_epoch, trainer.global_step, shown,
-                 f" | lr {lr[0]:.3g}" if lr else "", time.perf_counter() - self._t0)
+        log.info(
+            "epoch %d step %d | %s%s | %.1fs",
+            trainer.current_epoch,
+            trainer.global_step,
+            shown,
+            f" | lr {lr[0]:.3g}" if lr else "",
+            time.perf_counter() - self._t0,
+        )
         value = metrics.get(self.monitor)
         if value is not None and not math.isfinite(value):
             raise Diverged(f"{self.monitor} is {value} at epoch {trainer.current_epoch}")

@@ -1,6 +1,8 @@
 """curves.png: train/val loss and LR against step, read back from the run's metrics.csv."""
+
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 from pathlib import Path
@@ -22,15 +24,14 @@ def read_csv_series(path: Path) -> dict[str, list[tuple[int, float]]]:
             for key, value in row.items():
                 if key in ("step", "epoch") or value in (None, ""):
                     continue
-                try:
+                with contextlib.suppress(ValueError):
                     series.setdefault(key, []).append((step, float(value)))
-                except ValueError:
-                    pass
     return series
 
 
 def plot_curves(metrics_csv: Path, out: Path, title: str = "") -> bool:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

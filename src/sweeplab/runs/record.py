@@ -1,5 +1,6 @@
 """What a run leaves on disk. Every file is written atomically (temp file + rename), so a crash or
 Ctrl-C never leaves a half-written metrics.json, table or plot."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def save_figure(fig, path: Path, dpi: int = 120) -> None:
-    _atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi,
-                                        bbox_inches="tight"))
+    _atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight"))
 
 
 def read_metrics(run_dir: Path) -> dict | None:

@@ -1,5 +1,6 @@
 """Rebuild a trained network from a run dir or checkpoint alone (the checkpoint holds the resolved
 config, the data facts and the vocabulary under its "sweeplab" key)."""
+
 from __future__ import annotations
 
 import difflib
@@ -37,9 +38,10 @@ def load_checkpoint(path: Path) -> dict:
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise RestoreError(f"cannot read checkpoint {path}: not a PyTorch checkpoint, or corrupt "
-                           f"({type(e).__name__})") from None
+    except Exception as e:
+        raise RestoreError(
+            f"cannot read checkpoint {path}: not a PyTorch checkpoint, or corrupt ({type(e).__name__})"
+        ) from None
     if not isinstance(ckpt, dict) or "sweeplab" not in ckpt or "state_dict" not in ckpt:
         raise RestoreError(f"{path} is not a sweeplab checkpoint (no 'sweeplab' metadata)")
     return ckpt
@@ -52,7 +54,7 @@ def build_network(ckpt: dict):
     meta = ckpt["sweeplab"]
     cfg = OmegaConf.create(meta["config"])
     net = instantiate(cfg.model, **meta["model_kwargs"])
-    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     net.eval()
     return cfg, net

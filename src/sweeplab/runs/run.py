@@ -4,6 +4,7 @@ Whatever happens, the run dir ends with a metrics.json saying how the run ended 
 interrupted, diverged). In a multirun a failing job records its failure and returns the worst objective,
 so the sweep goes on and its summary runs; a single run exits non-zero with a one-line error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,15 +42,27 @@ def run_job(cfg: DictConfig) -> float:
     out = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and v is not None}
-    record = {"status": "running", "run_dir": str(out), "overrides": list(hc.overrides.task),
-              "choices": choices, "monitor": cfg.monitor, "mode": cfg.monitor_mode, "started": now(),
-              "pid": os.getpid()}
+    record = {
+        "status": "running",
+        "run_dir": str(out),
+        "overrides": list(hc.overrides.task),
+        "choices": choices,
+        "monitor": cfg.monitor,
+        "mode": cfg.monitor_mode,
+        "started": now(),
+        "pid": os.getpid(),
+    }
     previous = read_metrics(out)
     if multirun and previous and previous.get("status") == "completed":
         log.info("skipping %s: already completed", out)  # rerunning a sweep into the same dir resumes it
         return float(previous.get("objective", worst(cfg.monitor_mode)))
-    if multirun and not cfg.ckpt_path and previous and previous.get("status") in ("running", "interrupted") \
-            and (out / "checkpoints" / "last.ckpt").is_file():
+    if (
+        multirun
+        and not cfg.ckpt_path
+        and previous
+        and previous.get("status") in ("running", "interrupted")
+        and (out / "checkpoints" / "last.ckpt").is_file()
+    ):
         cfg.ckpt_path = "last"  # killed ("running" left behind) or interrupted in an earlier launch: go on
     t0 = time.perf_counter()
     try:
@@ -59,11 +72,11 @@ def run_job(cfg: DictConfig) -> float:
         write_json(out / METRICS_FILE, record)
         train(cfg, out, record)
         record["status"] = "completed"
-    except BaseException as e:  # noqa: BLE001 - every ending is recorded, then handled below
+    except BaseException as e:
         record.update(_ending(e))
         write_text(out / "error.txt", "".join(traceback.format_exception(e)))
         if isinstance(e, ConfigError) and not multirun:
-            raise SystemExit(f"sweeplab-train: error: {e}")
+            raise SystemExit(f"sweeplab-train: error: {e}") from None
     finally:
         record["duration_s"] = round(time.perf_counter() - t0, 3)
         record["finished"] = now()
@@ -116,12 +129,20 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
     dm.setup("fit")
     model_kwargs = dm.model_kwargs()
     net = instantiate(cfg.model, **model_kwargs)
-    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "model_kwargs": model_kwargs,
-            "choices": dict(HydraConfig.get().runtime.choices), **dm.state_dict()}
+    meta = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "model_kwargs": model_kwargs,
+        "choices": dict(HydraConfig.get().runtime.choices),
+        **dm.state_dict(),
+    }
     # Objects go in after instantiation, so Hydra does not turn them (or meta) into configs.
     task = instantiate(cfg.task, _partial_=True)(
-        net=net, optimizer=instantiate(cfg.optimizer, _convert_="all"),
-        scheduler=instantiate(cfg.scheduler, _convert_="all"), loss=OmegaConf.to_container(cfg.loss), meta=meta)
+        net=net,
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        scheduler=instantiate(cfg.scheduler, _convert_="all"),
+        loss=OmegaConf.to_container(cfg.loss),
+        meta=meta,
+    )
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     callbacks, history = build_callbacks(cfg, out, trainable=task.trainable)
     loggers, ckpt = build_loggers(cfg, out), resolve_ckpt(cfg.ckpt_path, out)
@@ -131,10 +152,14 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
     if resumed_csv:
         continue_csv_logs(loggers)  # resuming this run: metrics.csv goes on instead of starting over
     callbacks.append(ResumeState(history, resumed_csv))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
-                          enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
-                          # nothing to clip for count-based models (Lightning refuses it without an optimizer)
-                          **({} if task.trainable else {"gradient_clip_val": None}))
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
+        # nothing to clip for count-based models (Lightning refuses it without an optimizer)
+        **({} if task.trainable else {"gradient_clip_val": None}),
+    )
     facts = dm.stats() if hasattr(dm, "stats") else {}
     log.info("data: %s", ", ".join(f"{k}={v}" for k, v in facts.items()))
     log.info("model: %s with %s trainable parameters", type(net).__name__, f"{params:,}")
@@ -163,11 +188,17 @@ def summarise(trainer, history, cfg: DictConfig, out: Path) -> dict:
     best = history.best(cfg.monitor_mode)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     ckpt = trainer.checkpoint_callback
-    res = {"epochs": trainer.fit_loop.epoch_progress.current.completed,
-           "steps": trainer.global_step, "final": final, "history": history.history}
+    res = {
+        "epochs": trainer.fit_loop.epoch_progress.current.completed,
+        "steps": trainer.global_step,
+        "final": final,
+        "history": history.history,
+    }
     if best:
-        res["best"] = {**best, "checkpoint": os.path.relpath(ckpt.best_model_path, out)
-                       if ckpt and ckpt.best_model_path else None}
+        res["best"] = {
+            **best,
+            "checkpoint": os.path.relpath(ckpt.best_model_path, out) if ckpt and ckpt.best_model_path else None,
+        }
         res["objective"] = best[cfg.monitor]
     return res
 
@@ -178,8 +209,10 @@ def resolve_ckpt(ckpt_path: str | None, out: Path) -> str | None:
     if ckpt_path == "last":
         last = out / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            raise FileNotFoundError(f"ckpt_path=last: no checkpoint at {last}; point hydra.run.dir at the run "
-                                    f"to resume, or give ckpt_path=<file or run dir>")
+            raise FileNotFoundError(
+                f"ckpt_path=last: no checkpoint at {last}; point hydra.run.dir at the run "
+                f"to resume, or give ckpt_path=<file or run dir>"
+            )
         return str(last)
     p = Path(ckpt_path).expanduser()
     if p.is_dir():

@@ -3,6 +3,7 @@
 Registered in conf/hydra/default.yaml. It runs in the launching process only (on_multirun_*): under
 joblib, Ray or SLURM the jobs' own hooks run elsewhere, so the summary is read from the run dirs on disk.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,7 @@ class SweepSummary(Callback):
         except SummaryError as e:
             log.warning("no sweep summary: %s", e)
             return
-        except Exception:  # noqa: BLE001 - a summary bug must not turn a finished sweep into a failure
+        except Exception:
             log.exception("writing the sweep summary failed; `sweeplab-compare %s` rebuilds it", sweep_dir)
             return
         log.info("sweep summary: %s", headline(s))

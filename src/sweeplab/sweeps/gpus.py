@@ -7,6 +7,7 @@ longer has any effect — so the device follows the process, not the job number.
 file, so it is released by the kernel when a worker dies, killed or not. A worker finding every GPU taken
 waits for one. Ray (`ray.remote.num_gpus`) and SLURM (`gpus_per_task`) assign devices themselves.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -32,8 +33,9 @@ def device_ids(spec: str) -> list[str]:
     # nvidia-smi, not torch.cuda.device_count(): that would initialise CUDA before the device is chosen.
     if not shutil.which("nvidia-smi"):
         raise ValueError(f"{ENV}=all but nvidia-smi is not on PATH; list the device ids, e.g. {ENV}=0,1")
-    out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, check=True
+    ).stdout
     ids = [line.strip() for line in out.splitlines() if line.strip()]
     if not ids:
         raise ValueError(f"{ENV}=all but nvidia-smi lists no GPU")

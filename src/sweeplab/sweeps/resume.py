@@ -5,6 +5,7 @@ Lightning's CSVLogger deletes an existing metrics.csv when it starts ("Previous 
 directory will be deleted"), and RunHistory starts empty, so a resumed run would report only the epochs
 after the restart. Here the old rows up to the checkpoint stay, and the history travels in the checkpoint.
 """
+
 from __future__ import annotations
 
 import csv
@@ -81,8 +82,12 @@ class ResumeState(pl.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if self.metrics_csv is not None and trainer.global_step > 0:
             kept = truncate_csv(self.metrics_csv, trainer.global_step)
-            log.info("resumed at epoch %d, step %d; metrics.csv continues after %d earlier rows",
-                     trainer.current_epoch, trainer.global_step, kept)
+            log.info(
+                "resumed at epoch %d, step %d; metrics.csv continues after %d earlier rows",
+                trainer.current_epoch,
+                trainer.global_step,
+                kept,
+            )
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         _flush(trainer)

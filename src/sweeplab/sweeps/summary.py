@@ -3,6 +3,7 @@
 Everything is read back from the run dirs (metrics.json, .hydra/overrides.yaml, .hydra/config.yaml,
 metrics.csv): under joblib, Ray or SLURM the jobs ran in other processes, so files are the only record.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,10 +14,11 @@ import os
 import re
 import shlex
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -74,12 +76,13 @@ def show(value: Any) -> str:
 @dataclass
 class Job:
     """One run dir, read back from disk."""
+
     dir: Path
     record: dict
     overrides: dict[str, Any]
 
     @classmethod
-    def load(cls, run_dir: Path) -> "Job":
+    def load(cls, run_dir: Path) -> Job:
         run_dir = Path(run_dir)
         record = read_metrics(run_dir) or {"status": "unknown", "error": "no metrics.json (the job never started)"}
         path = run_dir / ".hydra" / "overrides.yaml"
@@ -141,8 +144,9 @@ class Job:
         if self.record.get("error"):
             return str(self.record["error"])
         path = self.dir / "error.txt"
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()] \
-            if path.is_file() else []
+        lines = (
+            [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()] if path.is_file() else []
+        )
         return lines[-1] if lines else ""
 
     @property
@@ -164,8 +168,9 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
             if (m / METRICS_FILE).is_file() or (m / ".hydra" / "overrides.yaml").is_file():
                 found[m.resolve()] = None
                 continue
-            hits = {p.parent for p in m.rglob(METRICS_FILE)} | {p.parent.parent for p in m.rglob("overrides.yaml")
-                                                                 if p.parent.name == ".hydra"}
+            hits = {p.parent for p in m.rglob(METRICS_FILE)} | {
+                p.parent.parent for p in m.rglob("overrides.yaml") if p.parent.name == ".hydra"
+            }
             for d in sorted(hits):
                 found[d.resolve()] = None
     return list(found)
@@ -215,15 +220,23 @@ class Summary:
 
     def columns(self) -> list[tuple[str, str]]:
         """(row key, header) pairs of the job table."""
-        cols = [("job", "job"), *[(k, k) for k in self.varied], ("status", "status"),
-                ("best", f"best {self.metric}"), ("final", f"final {self.metric}")]
+        cols = [
+            ("job", "job"),
+            *[(k, k) for k in self.varied],
+            ("status", "status"),
+            ("best", f"best {self.metric}"),
+            ("final", f"final {self.metric}"),
+        ]
         if self.has_test:
             cols.append(("test", self.test_name))
         return cols + [("epochs", "epochs"), ("duration_s", "duration_s"), ("params", "params")]
 
     def group_columns(self) -> list[tuple[str, str]]:
-        cols = [(k, k) for k in self.varied if k != "seed"] + [("n", "n"), ("best", f"best {self.metric}"),
-                                                                ("final", f"final {self.metric}")]
+        cols = [(k, k) for k in self.varied if k != "seed"] + [
+            ("n", "n"),
+            ("best", f"best {self.metric}"),
+            ("final", f"final {self.metric}"),
+        ]
         return cols + ([("test", self.test_name)] if self.has_test else [])
 
 
@@ -237,11 +250,17 @@ def _sort_key(key: str, mode: str):
             return (not ok, (x if mode == "min" else -x) if ok else 0.0)
         n = _norm(v)
         return (v is None, isinstance(n, str), n if not isinstance(n, str) else 0.0, str(v))
+
     return k
 
 
-def summarise(paths: Iterable[str | Path], metric: str | None = None, mode: str | None = None,
-              sort: str | None = None, filters: Sequence[str] = ()) -> Summary:
+def summarise(
+    paths: Iterable[str | Path],
+    metric: str | None = None,
+    mode: str | None = None,
+    sort: str | None = None,
+    filters: Sequence[str] = (),
+) -> Summary:
     """The table for the run dirs under ``paths``. ``filters``: ``key=value`` (a job's value of an
     override key or group, or its status); ``sort``: a column, ``-column`` for descending."""
     dirs = find_run_dirs(paths)
@@ -259,7 +278,7 @@ def summarise(paths: Iterable[str | Path], metric: str | None = None, mode: str 
     for spec in filters:
         try:  # typed like an override: seed=2 matches the int 2, x=null matches None
             ((key, want),) = _parse_overrides([spec]).items()
-        except Exception:  # noqa: BLE001 - Hydra's parser raises several types
+        except Exception:
             raise SummaryError(f"--filter wants key=value, got {spec!r}") from None
         jobs = [j for j in jobs if _norm(j.status if key == "status" else j.value(key)) == _norm(want)]
     if not jobs:
@@ -269,10 +288,19 @@ def summarise(paths: Iterable[str | Path], metric: str | None = None, mode: str 
     root = Path(os.path.commonpath([str(j.dir) for j in jobs])) if len(jobs) > 1 else jobs[0].dir.parent
     rows = []
     for j in jobs:
-        row = {"job": os.path.relpath(j.dir, root), "status": j.status, **{k: j.value(k) for k in varied},
-               "best": j.best(metric, mode), "final": j.final(metric), "test": j.test(metric),
-               "epochs": j.record.get("epochs"), "duration_s": j.record.get("duration_s"),
-               "params": j.record.get("params"), "error": "" if j.status == DONE else j.error, "_job": j}
+        row = {
+            "job": os.path.relpath(j.dir, root),
+            "status": j.status,
+            **{k: j.value(k) for k in varied},
+            "best": j.best(metric, mode),
+            "final": j.final(metric),
+            "test": j.test(metric),
+            "epochs": j.record.get("epochs"),
+            "duration_s": j.record.get("duration_s"),
+            "params": j.record.get("params"),
+            "error": "" if j.status == DONE else j.error,
+            "_job": j,
+        }
         rows.append(row)
     summary = Summary(jobs, metric, mode, varied, root)
     sort_col = (sort or "best").lstrip("-")
@@ -323,8 +351,11 @@ def _rerun_commands(s: Summary) -> list[str]:
         if hydra is None:
             continue
         prog = f"sweeplab-{OmegaConf.select(hydra, 'job.name', default='train')}"
-        hydra_overrides = [o for o in OmegaConf.to_container(hydra.overrides.hydra)
-                           if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]  # -m sets the mode
+        hydra_overrides = [
+            o
+            for o in OmegaConf.to_container(hydra.overrides.hydra)
+            if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))
+        ]  # -m sets the mode
         task = OmegaConf.to_container(hydra.overrides.task)
         args = [prog, "-m", *hydra_overrides, f"hydra.sweep.dir={sweep}", *task]
         cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)  # relative paths in overrides start there
@@ -367,8 +398,11 @@ def to_csv(s: Summary) -> str:
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
-    return ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(map(esc, r)) + " |" for r in rows]]
+    return [
+        "| " + " | ".join(map(esc, header)) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(map(esc, r)) + " |" for r in rows],
+    ]
 
 
 def headline(s: Summary) -> str:
@@ -392,10 +426,16 @@ def to_markdown(s: Summary, title: str = "", curves: bool = False) -> str:
         lines += ["", "## Jobs that did not complete", ""]
         lines += _md_table(["job", "status", "error"], [[r["job"], r["status"], r["error"]] for r in s.failed])
         if s.reruns:
-            lines += ["", "Rerun only these with the sweep's own command aimed at its dir: completed jobs are "
-                      "skipped, killed or interrupted ones resume from their last checkpoint, failed ones start "
-                      "again (an Optuna search continues its study with new trials):", "", "```bash", *s.reruns,
-                      "```"]
+            lines += [
+                "",
+                "Rerun only these with the sweep's own command aimed at its dir: completed jobs are "
+                "skipped, killed or interrupted ones resume from their last checkpoint, failed ones start "
+                "again (an Optuna search continues its study with new trials):",
+                "",
+                "```bash",
+                *s.reruns,
+                "```",
+            ]
     if curves:
         lines += ["", f"![validation curves]({CURVES_PNG})"]
     return "\n".join(lines) + "\n"
@@ -414,8 +454,12 @@ def rich_tables(s: Summary) -> list:
             t.add_column(header, justify="right" if key in numeric else "left", overflow="fold")
         for r in rows:  # Text, not markup: values such as [0.8,0.1] are not rich tags
             cells = [_short_job(r["job"]) if k == "job" and short else _cell(r, k, s.varied) for k, _ in cols]
-            t.add_row(*[Text(c, style=colour.get(r.get("status"), "") if k == "status" else "")
-                        for c, (k, _) in zip(cells, cols)])
+            t.add_row(
+                *[
+                    Text(c, style=colour.get(r.get("status"), "") if k == "status" else "")
+                    for c, (k, _) in zip(cells, cols)
+                ]
+            )
         return t
 
     # The varied values have their own columns: the job dir shows just its number there.
@@ -423,8 +467,9 @@ def rich_tables(s: Summary) -> list:
     if s.groups:
         out.append(table("mean ± std over seeds", s.group_columns(), s.groups))
     if s.failed:
-        out.append(table("jobs that did not complete", [("job", "job"), ("status", "status"), ("error", "error")],
-                         s.failed))
+        out.append(
+            table("jobs that did not complete", [("job", "job"), ("status", "status"), ("error", "error")], s.failed)
+        )
     return out
 
 
@@ -440,6 +485,7 @@ def _label(row: dict, varied: list[str]) -> str:
 def plot_curves(s: Summary, path: Path) -> bool:
     """Validation curves of every job overlaid: one colour per configuration, one line style per seed."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -447,8 +493,9 @@ def plot_curves(s: Summary, path: Path) -> bool:
 
     curves = []
     for r in s.rows:
-        points = [(st, v) for st, v in read_csv_series(r["_job"].dir / "metrics.csv").get(s.metric, [])
-                  if math.isfinite(v)]
+        points = [
+            (st, v) for st, v in read_csv_series(r["_job"].dir / "metrics.csv").get(s.metric, []) if math.isfinite(v)
+        ]
         if points:
             curves.append((r, points))
     if not curves:
@@ -462,8 +509,15 @@ def plot_curves(s: Summary, path: Path) -> bool:
         steps, values = zip(*points)
         c = configs.index(tuple(_norm(r[k]) for k in s.varied if k != "seed"))
         ls = styles[seeds.index(_norm(r.get("seed"))) % len(styles)] if "seed" in s.varied else "-"
-        ax.plot(steps, values, color=cmap(c % cmap.N), linestyle=ls, marker="o" if len(steps) < 30 else None,
-                markersize=3, label=_label(r, s.varied))
+        ax.plot(
+            steps,
+            values,
+            color=cmap(c % cmap.N),
+            linestyle=ls,
+            marker="o" if len(steps) < 30 else None,
+            markersize=3,
+            label=_label(r, s.varied),
+        )
     ax.set_xlabel("step")
     ax.set_ylabel(s.metric)
     ax.set_title(f"{s.metric} of {len(curves)} jobs")
@@ -478,6 +532,7 @@ def plot_against(s: Summary, key: str, path: Path) -> bool:
     """Best (and test) metric of each job against a numeric override, e.g. the LR: a log axis when
     the values span more than a decade. Diverged or failed jobs are marked where they stand."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -489,8 +544,9 @@ def plot_against(s: Summary, key: str, path: Path) -> bool:
             continue
         points.append((x, r["best"], r["test"], r["status"]))
     if not points:
-        raise SummaryError(f"no run has a numeric value for '{key}'" + (f"; varied: {', '.join(s.varied)}"
-                                                                         if s.varied else ""))
+        raise SummaryError(
+            f"no run has a numeric value for '{key}'" + (f"; varied: {', '.join(s.varied)}" if s.varied else "")
+        )
     points.sort()
     xs = [p[0] for p in points]
     fig, ax = plt.subplots(figsize=(7, 4.5))

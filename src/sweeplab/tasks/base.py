@@ -1,9 +1,11 @@
 """What every task shares: optimizer with decoupled weight decay, per-step LR schedule, the
 label-smoothing switch, and the hook through which a task leaves its own files in the run dir."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -25,8 +27,14 @@ def param_groups(net: nn.Module, weight_decay: float):
 class Task(pl.LightningModule):
     """Base LightningModule: takes any network plus partial optimizer/scheduler from the config."""
 
-    def __init__(self, net: nn.Module, optimizer: Callable | None = None, scheduler: Callable | None = None,
-                 loss: dict | None = None, meta: dict | None = None):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable | None = None,
+        scheduler: Callable | None = None,
+        loss: dict | None = None,
+        meta: dict | None = None,
+    ):
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer

@@ -5,6 +5,7 @@ metrics for val and test: accuracy, macro-F1, per-class and macro one-vs-rest RO
 matrix. Every metric is computed once over the whole epoch's predictions (the seed averaged F1 per batch,
 which is not the F1 of the epoch). ``write_artifacts`` leaves roc.png and confusion.png in the run dir.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import (binary_auroc, binary_roc, multiclass_accuracy,
-                                                    multiclass_confusion_matrix, multiclass_f1_score)
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_roc,
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+)
 
 from sweeplab.tasks.base import Task
 
@@ -37,15 +43,23 @@ def nanmean(values: list[float]) -> float:
 
 
 class ImageClassifierTask(Task):
-    def __init__(self, net, optimizer=None, scheduler=None, loss=None, meta=None, mixup_alpha: float = 0.0,
-                 cutmix_alpha: float = 0.0):
+    def __init__(
+        self,
+        net,
+        optimizer=None,
+        scheduler=None,
+        loss=None,
+        meta=None,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+    ):
         super().__init__(net, optimizer, scheduler, loss, meta)
         self.num_classes = int(getattr(net, "num_classes", 0) or self.meta.get("model_kwargs", {})["num_classes"])
         names = self.meta.get("class_names") or [str(i) for i in range(self.num_classes)]
         self.class_names = list(names)
         self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
         self._outputs: dict[str, tuple[list, list, list]] = {}
-        self.results: dict[str, dict] = {}   # the last epoch's metrics per split, for write_artifacts
+        self.results: dict[str, dict] = {}  # the last epoch's metrics per split, for write_artifacts
 
     def forward(self, x):
         return self.net(x)
@@ -67,7 +81,7 @@ class ImageClassifierTask(Task):
         bh, bw = int(round(h * math.sqrt(1 - lam))), int(round(w * math.sqrt(1 - lam)))
         top, left = int(torch.randint(h - bh + 1, ())), int(torch.randint(w - bw + 1, ()))
         x = x.clone()
-        x[..., top:top + bh, left:left + bw] = x[perm][..., top:top + bh, left:left + bw]
+        x[..., top : top + bh, left : left + bw] = x[perm][..., top : top + bh, left : left + bw]
         return x, y[perm], 1 - (bh * bw) / (h * w)  # lam from the box actually pasted
 
     def training_step(self, batch, batch_idx):
@@ -80,8 +94,9 @@ class ImageClassifierTask(Task):
             loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_other, label_smoothing=smoothing)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
         if y_other is None:
-            self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True,
-                     batch_size=x.shape[0])
+            self.log(
+                "train/acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, batch_size=x.shape[0]
+            )
         return loss
 
     # -------------------------------------------------------------- evaluation
@@ -101,15 +116,20 @@ class ImageClassifierTask(Task):
         k = self.num_classes
         aucs = per_class_auc(probs, target)
         preds = probs.argmax(1)
-        res = {"loss": float(torch.stack(loss).sum().cpu()) / len(target),
-               "acc": float(multiclass_accuracy(preds, target, k, average="micro")),
-               "f1": float(multiclass_f1_score(preds, target, k, average="macro")),
-               "auc": nanmean(aucs),
-               **{f"auc_{name}": a for name, a in zip(self.class_names, aucs)}}
-        self.log_dict({f"{split}/{key}": value for key, value in res.items()},
-                      prog_bar=(split == "val"))
-        self.results[split] = {**res, "probs": probs, "target": target,
-                               "confusion": multiclass_confusion_matrix(preds, target, k)}
+        res = {
+            "loss": float(torch.stack(loss).sum().cpu()) / len(target),
+            "acc": float(multiclass_accuracy(preds, target, k, average="micro")),
+            "f1": float(multiclass_f1_score(preds, target, k, average="macro")),
+            "auc": nanmean(aucs),
+            **{f"auc_{name}": a for name, a in zip(self.class_names, aucs)},
+        }
+        self.log_dict({f"{split}/{key}": value for key, value in res.items()}, prog_bar=(split == "val"))
+        self.results[split] = {
+            **res,
+            "probs": probs,
+            "target": target,
+            "confusion": multiclass_confusion_matrix(preds, target, k),
+        }
 
     # -------------------------------------------------------------- artifacts
     def write_artifacts(self, out_dir: Path, datamodule) -> dict:
@@ -121,14 +141,20 @@ class ImageClassifierTask(Task):
         names = list(getattr(datamodule, "class_names", None) or self.class_names)
         plot_roc(res["probs"], res["target"], names, Path(out_dir) / "roc.png", f"{split} split")
         plot_confusion(res["confusion"], names, Path(out_dir) / "confusion.png", f"{split} split")
-        return {"classification": {"split": split, "classes": names,
-                                   "confusion_matrix": res["confusion"].tolist(),
-                                   "auc_per_class": {n: res[f"auc_{n}"] for n in names},
-                                   **{k: res[k] for k in ("acc", "f1", "auc", "loss")}}}
+        return {
+            "classification": {
+                "split": split,
+                "classes": names,
+                "confusion_matrix": res["confusion"].tolist(),
+                "auc_per_class": {n: res[f"auc_{n}"] for n in names},
+                **{k: res[k] for k in ("acc", "f1", "auc", "loss")},
+            }
+        }
 
 
 def plot_roc(probs: torch.Tensor, target: torch.Tensor, names: list[str], path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -153,6 +179,7 @@ def plot_roc(probs: torch.Tensor, target: torch.Tensor, names: list[str], path: 
 
 def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -165,8 +192,15 @@ def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path, title:
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{counts[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center",
-                    color="white" if frac[i, j] > 0.5 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n{frac[i, j]:.0%}",
+                ha="center",
+                va="center",
+                color="white" if frac[i, j] > 0.5 else "black",
+                fontsize=9,
+            )
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")

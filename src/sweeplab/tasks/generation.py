@@ -3,6 +3,7 @@
 The network is re-run on the whole prefix at each step: every architecture works unchanged (no cache
 to keep per model), and names/code sequences here are short enough for that to be cheap.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,16 +23,26 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) >= top_p      # tokens entirely past the nucleus
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # tokens entirely past the nucleus
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits
 
 
 @torch.no_grad()
-def sample(net, prefix: list[int], eos_id: int, num_samples: int = 1, max_new_tokens: int = 32,
-           temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           greedy: bool = False, max_len: int | None = None, generator: torch.Generator | None = None,
-           banned: list[int] | None = None) -> list[list[int]]:
+def sample(
+    net,
+    prefix: list[int],
+    eos_id: int,
+    num_samples: int = 1,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    max_len: int | None = None,
+    generator: torch.Generator | None = None,
+    banned: list[int] | None = None,
+) -> list[list[int]]:
     """Continue ``prefix`` ``num_samples`` times; each continuation stops at EOS (not included)."""
     device = next(iter(net.buffers()), next(net.parameters(), None))
     device = device.device if device is not None else torch.device("cpu")
@@ -52,15 +63,22 @@ def sample(net, prefix: list[int], eos_id: int, num_samples: int = 1, max_new_to
         if bool(done.all()):
             break
     out = []
-    for row in idx[:, len(prefix):].tolist():
+    for row in idx[:, len(prefix) :].tolist():
         out.append(row[: row.index(eos_id)] if eos_id in row else row)
     return out
 
 
 @torch.no_grad()
-def beam_search(net, prefix: list[int], eos_id: int, beam_size: int = 4, max_new_tokens: int = 32,
-                max_len: int | None = None, length_penalty: float = 0.0,
-                banned: list[int] | None = None) -> list[tuple[list[int], float]]:
+def beam_search(
+    net,
+    prefix: list[int],
+    eos_id: int,
+    beam_size: int = 4,
+    max_new_tokens: int = 32,
+    max_len: int | None = None,
+    length_penalty: float = 0.0,
+    banned: list[int] | None = None,
+) -> list[tuple[list[int], float]]:
     """Best continuations by total log-probability / len^length_penalty, best first.
 
     With beam_size=1 this is exactly greedy decoding.
@@ -94,10 +112,11 @@ def beam_search(net, prefix: list[int], eos_id: int, beam_size: int = 4, max_new
         # Log-probabilities only fall as a sequence grows: once the best open beam is no better than the
         # beam_size-th finished one, nothing can change the answer.
         finished.sort(key=lambda f: score(*f), reverse=True)
-        if not beams or (len(finished) >= beam_size and length_penalty == 0
-                         and beams[0][1] <= finished[beam_size - 1][1]):
+        if not beams or (
+            len(finished) >= beam_size and length_penalty == 0 and beams[0][1] <= finished[beam_size - 1][1]
+        ):
             break
     # Beams still open at max_new_tokens compete as they are.
     finished += [(s, v) for s, v in beams]
     finished.sort(key=lambda f: score(*f), reverse=True)
-    return [(seq[len(prefix):], lp) for seq, lp in finished[:beam_size]]
+    return [(seq[len(prefix) :], lp) for seq, lp in finished[:beam_size]]

@@ -1,4 +1,5 @@
 """One LightningModule for next-token prediction with any causal network (neural or count-based)."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,18 @@ class TokenMean(MeanMetric):
 
 
 class LanguageModelTask(Task):
-    def __init__(self, net, optimizer=None, scheduler=None, loss=None, meta=None, num_samples: int = 20,
-                 sample_temperature: float = 1.0, sample_prefix: str = "", max_new_tokens: int = 32):
+    def __init__(
+        self,
+        net,
+        optimizer=None,
+        scheduler=None,
+        loss=None,
+        meta=None,
+        num_samples: int = 20,
+        sample_temperature: float = 1.0,
+        sample_prefix: str = "",
+        max_new_tokens: int = 32,
+    ):
         super().__init__(net, optimizer, scheduler, loss, meta)
         self.num_samples, self.sample_temperature = num_samples, sample_temperature
         self.sample_prefix, self.max_new_tokens = sample_prefix, max_new_tokens
@@ -90,8 +101,9 @@ class LanguageModelTask(Task):
         if not metric.update_called:
             return
         loss = metric.compute()
-        self.log_dict({f"{split}/loss": loss, f"{split}/ppl": loss.exp(), f"{split}/bpc": loss / LN2},
-                      prog_bar=(split == "val"))
+        self.log_dict(
+            {f"{split}/loss": loss, f"{split}/ppl": loss.exp(), f"{split}/bpc": loss / LN2}, prog_bar=(split == "val")
+        )
         if self.unk_id is not None and self.unk[f"{split}_"].update_called:
             self.log(f"{split}/unk_rate", self.unk[f"{split}_"].compute())
             self.unk[f"{split}_"].reset()
@@ -110,11 +122,17 @@ class LanguageModelTask(Task):
         self.net.eval()
         prefix = [vocab.bos_id] + vocab.encode(self.sample_prefix)
         gen = torch.Generator(device=self.device).manual_seed(0)
-        outs = sample(self.net, prefix, vocab.eos_id, num_samples=self.num_samples,
-                      max_new_tokens=self.max_new_tokens, temperature=self.sample_temperature,
-                      max_len=datamodule.model_kwargs()["max_len"], generator=gen,
-                      banned=[i for i in (vocab.pad_id, vocab.bos_id, vocab.unk_id)
-                              if i is not None and i != vocab.eos_id])
+        outs = sample(
+            self.net,
+            prefix,
+            vocab.eos_id,
+            num_samples=self.num_samples,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.sample_temperature,
+            max_len=datamodule.model_kwargs()["max_len"],
+            generator=gen,
+            banned=[i for i in (vocab.pad_id, vocab.bos_id, vocab.unk_id) if i is not None and i != vocab.eos_id],
+        )
         self.net.train(was_training)
         texts = [vocab.decode(vocab.lookup(vocab.tokens(self.sample_prefix)) + o) for o in outs]
         write_text(out_dir / "samples.txt", "\n".join(texts) + "\n")

@@ -3,17 +3,24 @@
 Each factory is instantiated from ``conf/scheduler/*.yaml`` as a partial and completed by the task with
 the optimizer and the run's length; the returned LambdaLR is stepped once per optimizer step.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def _with_warmup(optimizer: Optimizer, total_steps: int, steps_per_epoch: float, warmup_steps: int,
-                 warmup_epochs: float, decay: Callable[[float], float]) -> LambdaLR:
+def _with_warmup(
+    optimizer: Optimizer,
+    total_steps: int,
+    steps_per_epoch: float,
+    warmup_steps: int,
+    warmup_epochs: float,
+    decay: Callable[[float], float],
+) -> LambdaLR:
     """``decay(progress)`` maps progress through the post-warmup steps, in [0, 1], to an LR factor."""
     warmup = int(warmup_steps + round(warmup_epochs * steps_per_epoch))
     warmup = min(warmup, max(total_steps - 1, 0))
@@ -31,21 +38,41 @@ def constant(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epo
     return _with_warmup(optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs, lambda p: 1.0)
 
 
-def step(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0,
-         milestones: Sequence[float] = (0.5, 0.75), gamma=0.1):
+def step(
+    optimizer,
+    total_steps,
+    steps_per_epoch,
+    warmup_steps=0,
+    warmup_epochs=0.0,
+    milestones: Sequence[float] = (0.5, 0.75),
+    gamma=0.1,
+):
     marks = sorted(milestones)
-    return _with_warmup(optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs,
-                        lambda p: gamma ** sum(p >= m for m in marks))
+    return _with_warmup(
+        optimizer,
+        total_steps,
+        steps_per_epoch,
+        warmup_steps,
+        warmup_epochs,
+        lambda p: gamma ** sum(p >= m for m in marks),
+    )
 
 
 def cosine(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0, min_lr_ratio=0.0):
-    return _with_warmup(optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs,
-                        lambda p: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+    return _with_warmup(
+        optimizer,
+        total_steps,
+        steps_per_epoch,
+        warmup_steps,
+        warmup_epochs,
+        lambda p: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)),
+    )
 
 
 def linear(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0, min_lr_ratio=0.0):
-    return _with_warmup(optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs,
-                        lambda p: 1 - (1 - min_lr_ratio) * p)
+    return _with_warmup(
+        optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs, lambda p: 1 - (1 - min_lr_ratio) * p
+    )
 
 
 def inverse_sqrt(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0):
@@ -53,5 +80,11 @@ def inverse_sqrt(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup
     warmup = max(int(warmup_steps + round(warmup_epochs * steps_per_epoch)), 1)
     warmup = min(warmup, max(total_steps - 1, 1))
     span = max(total_steps - warmup, 1)
-    return _with_warmup(optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs,
-                        lambda p: math.sqrt(warmup / (warmup + p * span)))
+    return _with_warmup(
+        optimizer,
+        total_steps,
+        steps_per_epoch,
+        warmup_steps,
+        warmup_epochs,
+        lambda p: math.sqrt(warmup / (warmup + p * span)),
+    )
