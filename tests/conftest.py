@@ -85,3 +85,15 @@ def trained_names_run(tmp_path_factory):
         out,
     )
     return out, metrics
+
+
+def assert_image(path: Path, min_size: tuple[int, int] = (200, 150)) -> None:
+    """``path`` is a PNG that opens, is at least ``min_size`` (width, height) pixels, and is not blank."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    img = mpimg.imread(str(path))
+    h, w = img.shape[:2]
+    assert w >= min_size[0] and h >= min_size[1], f"{path}: {w}x{h} pixels"
+    pixels = img[..., :3].reshape(-1, 3) if img.ndim == 3 else img.reshape(-1, 1)
+    assert len(np.unique(pixels, axis=0)) > 8, f"{path} is blank"

@@ -17,12 +17,12 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from sweeplab.constants import IGNORE_INDEX
 from sweeplab.data.batching import PackedPairs, TokenBudgetSampler
 from sweeplab.data.codesearchnet import CodeSearchNetDataModule
-from sweeplab.data.errors import DataError
 from sweeplab.data.pytokens import detokenize, tokenize
 from sweeplab.data.stdlib_corpus import SPLITS, build_corpus, ensure_corpus, file_functions, split_of, stdlib_root
-from sweeplab.models.base import IGNORE_INDEX
+from sweeplab.errors import DataError
 
 # Real code for the fixtures: small, stable stdlib modules (a few dozen functions in all).
 MODULES = {
@@ -427,7 +427,7 @@ def test_empty_partition_and_tiny_vocabulary(csn_dir, csn_rows, hf_cache, tmp_pa
 
 def test_cli_reports_bad_input_in_one_line(run_job, tmp_path, hf_cache):
     from sweeplab.config.preflight import check_overrides
-    from sweeplab.config.validate import ConfigError
+    from sweeplab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"data.vocab_size=3 is out of range: it must be >= 4"):
         check_overrides(["data=codesearchnet", "data.vocab_size=3"])

@@ -13,7 +13,8 @@ from hydra.utils import get_class
 from conftest import cli, compose_job
 from sweeplab.config.preflight import check_overrides, group_options
 from sweeplab.config.schema import SCHEMAS, TRAINER_EXTRA_ARGS, TrainerConf
-from sweeplab.config.validate import SCHEMA_GROUPS, ConfigError, validate
+from sweeplab.config.validate import SCHEMA_GROUPS, validate
+from sweeplab.errors import ConfigError
 
 DATA_FACTS = {"vocab_size", "max_len", "in_channels", "num_classes", "image_size"}
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from sweeplab.data import lensing_sim as ls
-from sweeplab.data.errors import DataError
 from sweeplab.data.lensing import LensingDataModule
+from sweeplab.errors import DataError
 
 SMALL = ls.SimConfig(image_size=24)
 

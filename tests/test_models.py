@@ -11,7 +11,8 @@ import yaml
 from hydra.utils import instantiate
 
 from sweeplab.config.schema import SCHEMAS
-from sweeplab.models.base import IGNORE_INDEX, sequence_nll
+from sweeplab.constants import IGNORE_INDEX
+from sweeplab.models.base import sequence_nll
 
 V, L = 30, 12  # vocabulary size, max_len
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"

@@ -294,7 +294,7 @@ def test_hparams_search_presets_compose_and_their_search_space_validates(preset)
 )
 def test_bad_search_space_is_rejected_before_launch(args, message):
     from sweeplab.config.preflight import check_overrides
-    from sweeplab.config.validate import ConfigError
+    from sweeplab.errors import ConfigError
 
     with pytest.raises(ConfigError) as e:
         check_overrides(args)

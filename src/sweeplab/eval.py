@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     from sweeplab.runs.restore import target_cli
 
     def body(target: str, opts: EvalConf, data_overrides: list[str]) -> None:
-        from sweeplab.runs.record import write_json
+        from sweeplab.io import write_json
 
         metrics = evaluate(target, opts, data_overrides)
         if Path(target).is_dir():

@@ -71,7 +71,7 @@ def generate(target: str, opts: GenerateConf) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sweeplab.config.validate import ConfigError
+    from sweeplab.errors import ConfigError
     from sweeplab.runs.restore import target_cli
 
     def body(target: str, opts: GenerateConf, data_overrides: list[str]) -> None:

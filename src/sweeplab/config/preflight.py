@@ -24,13 +24,12 @@ from omegaconf import OmegaConf, open_dict
 from sweeplab.config.schema import TRAINER_EXTRA_ARGS
 from sweeplab.config.validate import (
     SCHEMA_GROUPS,
-    ConfigError,
     check_node,
-    did_you_mean,
     schema_for,
     suggest_full_key,
     validate,
 )
+from sweeplab.errors import ConfigError, did_you_mean, first_line
 
 CONFIG_MODULE = "sweeplab.conf"
 MAX_COMBOS = 16  # group combinations composed and checked; a larger product is checked on a sample
@@ -69,17 +68,12 @@ def _line(o: Override, value: str) -> str:
     return f"{prefix}{o.get_key_element()}={value}"
 
 
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
 def check_overrides(args: list[str]) -> None:
     """Raise ConfigError for the first bad override in ``args`` (Hydra's override syntax)."""
     try:
         overrides = OverridesParser.create().parse_overrides(args)
     except Exception as e:
-        raise ConfigError(f"cannot parse overrides: {_first_line(e)}") from None
+        raise ConfigError(f"cannot parse overrides: {first_line(e)}") from None
     groups, keys = [], []
     for o in overrides:
         name = o.key_or_group
@@ -107,7 +101,7 @@ def check_overrides(args: list[str]) -> None:
                 cfg = compose("train", overrides=list(combo) + first + hydra_lines, return_hydra_config=True)
             except Exception as e:
                 _check_keys_exist(combo, keys, hydra_lines)  # the usual cause: name the closest key
-                raise ConfigError(_first_line(e)) from None
+                raise ConfigError(first_line(e)) from None
             choices = dict(cfg.hydra.runtime.choices)
             search = _search_space(cfg)
             with open_dict(cfg):
@@ -152,7 +146,7 @@ def _search_space(cfg) -> list[Override]:
     try:
         return OverridesParser.create().parse_overrides(lines)
     except Exception as e:
-        raise ConfigError(f"hydra.sweeper.params: {_first_line(e)}") from None
+        raise ConfigError(f"hydra.sweeper.params: {first_line(e)}") from None
 
 
 def _check_value(cfg, line: str, choices: dict, where: str = "") -> None:
@@ -179,7 +173,7 @@ def _check_value(cfg, line: str, choices: dict, where: str = "") -> None:
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
     except Exception as e:
-        raise ConfigError(f"{where}{_first_line(e)}") from None
+        raise ConfigError(f"{where}{first_line(e)}") from None
 
 
 def preflight_or_exit(argv: list[str], prog: str) -> None:

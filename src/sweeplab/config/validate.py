@@ -16,18 +16,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from sweeplab.config.schema import SCHEMAS, TRAINER_EXTRA_ARGS, TopLevel
+from sweeplab.errors import ConfigError, did_you_mean
 
 INSTANTIATE_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 SCHEMA_GROUPS = ("data", "task", "model", "optimizer", "scheduler", "loss", "trainer", "callbacks", "logger", "paths")
-
-
-class ConfigError(ValueError):
-    """A config problem, explained in one line."""
-
-
-def did_you_mean(name: str, options: Iterable[str]) -> str:
-    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def _join(path: str, key: str) -> str:

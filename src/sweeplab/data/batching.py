@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from sweeplab.models.base import IGNORE_INDEX
+from sweeplab.constants import IGNORE_INDEX
 
 
 def pad_lm_pairs(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

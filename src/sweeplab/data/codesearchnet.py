@@ -29,8 +29,8 @@ import pytorch_lightning as pl
 import torch
 
 from sweeplab.data.batching import PackedPairs, TokenBudgetSampler, batch_loader
-from sweeplab.data.errors import DataError
 from sweeplab.data.vocab import Vocab
+from sweeplab.errors import DataError
 
 log = logging.getLogger("sweeplab")
 
@@ -436,7 +436,7 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         loggers = getattr(trainer, "loggers", None) if trainer is not None else None
         root = loggers[0].log_dir if loggers else None
         if root and not (Path(root) / "vocab.json").is_file():
-            from sweeplab.runs.record import write_json
+            from sweeplab.io import write_json
 
             write_json(Path(root) / "vocab.json", self.vocab.state_dict())
 

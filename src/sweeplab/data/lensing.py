@@ -22,17 +22,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sweeplab.data import lensing_sim as ls
-from sweeplab.data.errors import DataError
+from sweeplab.errors import DataError, first_line
 
 log = logging.getLogger("sweeplab")
 AUGMENTATIONS = ("rot90", "flip")
 
 
 # ------------------------------------------------------------------ file checks
-def first_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-
-
 def npy_header(path: Path) -> tuple[tuple, np.dtype]:
     """(shape, dtype) of a .npy file, checking that the data the header promises is all there."""
     try:

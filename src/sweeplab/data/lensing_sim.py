@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweeplab.data.errors import DataError
+from sweeplab.errors import DataError
 
 CLASS_NAMES = ("no", "sphere", "vort")
 SPLITS = ("train", "val")
@@ -324,7 +324,7 @@ def generate_dataset(
             "torch_threads": 1,
             "caustics": caustics.__version__,
         }
-        from sweeplab.runs.record import write_json
+        from sweeplab.io import write_json
 
         write_json(tmp / "manifest.json", manifest)
         try:
@@ -346,7 +346,7 @@ def save_example_grid(sim: LensSimulator, path: Path, per_class: int = 6) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sweeplab.runs.record import save_figure
+    from sweeplab.io import save_figure
 
     rows = [(name, sim.images(c, range(per_class))) for c, name in enumerate(CLASS_NAMES)]
     for c, name in enumerate(CLASS_NAMES[1:], start=1):

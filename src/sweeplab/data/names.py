@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 
 from sweeplab.data.batching import PaddedPairs, batch_loader, pad_lm_pairs
-from sweeplab.data.errors import DataError
 from sweeplab.data.vocab import Vocab
+from sweeplab.errors import DataError
 
 
 def bundled_names() -> Path:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = -100  # target value of padded positions
+from sweeplab.constants import IGNORE_INDEX
 
 
 def sequence_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):

@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sweeplab.models.base import IGNORE_INDEX, left_context
+from sweeplab.constants import IGNORE_INDEX
+from sweeplab.models.base import left_context
 
 COMPACT_EVERY = 4_000_000  # raw keys buffered before merging them into the sorted counts
 

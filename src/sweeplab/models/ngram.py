@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sweeplab.models.base import IGNORE_INDEX, left_context
+from sweeplab.constants import IGNORE_INDEX
+from sweeplab.models.base import left_context
 
 MAX_TABLE = 50_000_000
 

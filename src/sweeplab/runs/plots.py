@@ -7,7 +7,7 @@ import csv
 import math
 from pathlib import Path
 
-from sweeplab.runs.record import save_figure
+from sweeplab.io import save_figure
 
 
 def read_csv_series(path: Path) -> dict[str, list[tuple[int, float]]]:

@@ -8,11 +8,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from sweeplab.errors import RestoreError
 from sweeplab.runs.record import read_metrics
-
-
-class RestoreError(ValueError):
-    """A run dir or checkpoint that cannot be used; the message is one line."""
 
 
 def find_checkpoint(target: str | Path) -> Path:
@@ -64,7 +61,8 @@ def parse_options(args: list[str], schema: type):
     """`key=value` arguments → an instance of ``schema`` (a dataclass), with one-line errors."""
     from dataclasses import fields
 
-    from sweeplab.config.validate import ConfigError, check_node
+    from sweeplab.config.validate import check_node
+    from sweeplab.errors import ConfigError
 
     names = [f.name for f in fields(schema)]
     pairs = []
@@ -89,8 +87,7 @@ def target_cli(prog: str, doc: str, argv: list[str] | None, schema: type, body) 
     ``body(target, opts, data_overrides)``; a bad argument or file is one line on stderr and exit 2."""
     import sys
 
-    from sweeplab.config.validate import ConfigError
-    from sweeplab.data.errors import DataError
+    from sweeplab.errors import ConfigError, DataError
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):

@@ -21,9 +21,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from sweeplab.config.validate import ConfigError, validate
-from sweeplab.runs.record import METRICS_FILE, read_metrics, write_json, write_text
-from sweeplab.sweeps.gpus import claim_gpu
+from sweeplab.config.validate import validate
+from sweeplab.constants import METRICS_FILE
+from sweeplab.errors import ConfigError
+from sweeplab.io import write_json, write_text
+from sweeplab.runs.gpus import claim_gpu
+from sweeplab.runs.record import read_metrics
 
 log = logging.getLogger("sweeplab")
 
@@ -119,7 +122,7 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
 
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.runs.plots import plot_curves
-    from sweeplab.sweeps.resume import ResumeState, continue_csv_logs
+    from sweeplab.runs.resume import ResumeState, continue_csv_logs
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

@@ -22,7 +22,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from sweeplab.runs.record import METRICS_FILE, as_float, read_metrics, save_figure, write_text
+from sweeplab.constants import METRICS_FILE
+from sweeplab.io import as_float, save_figure, write_text
+from sweeplab.runs.record import read_metrics
 
 SUMMARY_CSV, SUMMARY_MD, CURVES_PNG = "summary.csv", "summary.md", "curves.png"
 # Overrides that say where files go or how the console looks, not what was trained.

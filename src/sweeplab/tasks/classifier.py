@@ -158,7 +158,7 @@ def plot_roc(probs: torch.Tensor, target: torch.Tensor, names: list[str], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sweeplab.runs.record import save_figure
+    from sweeplab.io import save_figure
 
     aucs = per_class_auc(probs, target)
     fig, ax = plt.subplots(figsize=(5, 4.5))
@@ -183,7 +183,7 @@ def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path, title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sweeplab.runs.record import save_figure
+    from sweeplab.io import save_figure
 
     counts = confusion.numpy()
     rows = counts.sum(1, keepdims=True).clip(min=1)

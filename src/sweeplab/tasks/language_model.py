@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 from torchmetrics import MeanMetric
 
-from sweeplab.models.base import IGNORE_INDEX, sequence_nll
-from sweeplab.runs.record import write_text
+from sweeplab.constants import IGNORE_INDEX
+from sweeplab.io import write_text
+from sweeplab.models.base import sequence_nll
 from sweeplab.tasks.base import Task
 from sweeplab.tasks.generation import sample
 

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
-from sweeplab.runs.record import write_text
+from sweeplab.io import write_text
 
 log = logging.getLogger("sweeplab")
 
