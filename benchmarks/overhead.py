@@ -43,20 +43,25 @@ def lightning_loop(dm, net, steps: int, warmup: int = 50, tmp: str = "/tmp/sweep
     from omegaconf import OmegaConf
 
     from sweeplab.runs.builders import build_callbacks, build_loggers
+    from sweeplab.runs.callbacks import RunHistory
     from sweeplab.tasks.language_model import LanguageModelTask
 
     shutil.rmtree(tmp, ignore_errors=True)
+    # the callbacks and logger every run has by default (conf/callbacks/default.yaml, conf/logger/csv.yaml)
     cfg = OmegaConf.create(
         {
-            "monitor": "val/loss",
-            "monitor_mode": "min",
-            "trainer": {"log_every_n_steps": 50},
             "callbacks": {
-                "checkpoint": {"save_top_k": 1, "save_last": True},
-                "early_stopping": {"enabled": False, "patience": 1, "min_delta": 0},
-                "progress_bar": "none",
+                "model_checkpoint": {
+                    "_target_": "pytorch_lightning.callbacks.ModelCheckpoint",
+                    "dirpath": f"{tmp}/checkpoints",
+                    "monitor": "val/loss",
+                    "save_last": True,
+                },
+                "lr_monitor": {
+                    "_target_": "pytorch_lightning.callbacks.LearningRateMonitor",
+                    "logging_interval": "step",
+                },
             },
-            "logger": {"tensorboard": False},
         }
     )
     times = {}
@@ -71,7 +76,7 @@ def lightning_loop(dm, net, steps: int, warmup: int = 50, tmp: str = "/tmp/sweep
                 times["t1"] = time.perf_counter()
 
     task = LanguageModelTask(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3), num_samples=0)
-    callbacks, _ = build_callbacks(cfg, Path(tmp), trainable=True)
+    callbacks = [RunHistory("val/loss", check_every=50), *build_callbacks(cfg)]
     trainer = pl.Trainer(
         max_steps=warmup + steps,
         callbacks=[*callbacks, Clock()],

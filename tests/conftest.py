@@ -41,7 +41,7 @@ def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:
     on failure, as the CLI does)."""
     from sweeplab.runs.run import run_job
 
-    cfg = compose_job(["callbacks.progress_bar=none", *overrides], out_dir)
+    cfg = compose_job(["callbacks.progress_bar=null", *overrides], out_dir)
     try:
         run_job(cfg)
     finally:

@@ -94,7 +94,6 @@ BAD = [
     (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' has the wrong type", "integer"),
     (["model.dropout=0,1.5"], "model.dropout=1.5 is out of range", "< 1"),
     (["model=mlp,ngram", "model.hidden_dim=8"], "unknown key 'model.hidden_dim' with model=ngram", ""),
-    (["callbacks.progress_bar=fancy"], "callbacks.progress_bar='fancy' is not allowed", "rich"),
     (["+trainer.profilr=simple"], "unknown key 'trainer.profilr'", "did you mean 'profiler'"),
 ]
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from conftest import cli
 
-QUIET = ["debug=limit", "callbacks.progress_bar=none"]
+QUIET = ["debug=limit", "callbacks.progress_bar=null"]
 ENV = {"OMP_NUM_THREADS": "1"}
 
 
@@ -119,7 +119,7 @@ def killed_and_resumed(tmp_path_factory):
     sweep_dir = tmp / "sweep"
     args = [
         "trainer.max_epochs=2,60",
-        "callbacks.early_stopping.enabled=false",
+        "callbacks.early_stopping=null",
         f"paths.log_dir={tmp}",
         f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -320,11 +320,9 @@ def test_launcher_presets_compose():
 
 
 def test_single_run_resumes_with_ckpt_path_last_and_its_metrics_continue(run_job):
-    out, first = run_job("trainer.max_epochs=2", "callbacks.early_stopping.enabled=false", *QUIET, name="run")
+    out, first = run_job("trainer.max_epochs=2", "callbacks.early_stopping=null", *QUIET, name="run")
     assert first["epochs"] == 2
-    out, m = run_job(
-        "trainer.max_epochs=4", "callbacks.early_stopping.enabled=false", "ckpt_path=last", *QUIET, name="run"
-    )
+    out, m = run_job("trainer.max_epochs=4", "callbacks.early_stopping=null", "ckpt_path=last", *QUIET, name="run")
     assert m["status"] == "completed" and m["epochs"] == 4 and m["resumed_from"].endswith("last.ckpt")
     assert [h["epoch"] for h in m["history"]] == [0, 1, 2, 3]
     rows = read_csv(out / "metrics.csv")

@@ -134,8 +134,8 @@ def test_ctrl_c_records_interrupted(tmp_path):
             "sweeplab.train",
             f"paths.log_dir={tmp_path}",
             "trainer.max_epochs=50",
-            "callbacks.progress_bar=none",
-            "callbacks.early_stopping.enabled=false",
+            "callbacks.progress_bar=null",
+            "callbacks.early_stopping=null",
             "data.batch_size=64",
         ],
         cwd=tmp_path,
@@ -167,7 +167,7 @@ def test_multirun_2x2_leaves_four_readable_run_dirs(tmp_path):
         "model.dropout=0.0,0.2",
         "debug=limit",
         f"paths.log_dir={tmp_path}",
-        "callbacks.progress_bar=none",
+        "callbacks.progress_bar=null",
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]

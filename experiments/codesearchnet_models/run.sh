@@ -12,5 +12,5 @@ sweep="${SWEEP_DIR:-logs/codesearchnet_models/$(date +%Y-%m-%d_%H-%M-%S)}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 sweeplab-train -m data=codesearchnet model=kn_ngram,cnn,lstm,transformer optimizer.lr=1e-2 trainer.max_epochs=1 \
-    task_name=codesearchnet_models hydra.sweep.dir="$sweep" callbacks.progress_bar=none "$@"
+    task_name=codesearchnet_models hydra.sweep.dir="$sweep" callbacks.progress_bar=null "$@"
 python "$here/report.py" "$sweep" | tee "$here/results.md"

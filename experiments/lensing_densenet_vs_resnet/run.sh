@@ -9,6 +9,6 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 here="$(cd "$(dirname "$0")" && pwd)"
 # Run dirs go where every sweeplab run goes (./logs of the launch dir, or $SWEEPLAB_LOG_DIR).
 sweep="${SWEEPLAB_LOG_DIR:-logs}/lensing_densenet_vs_resnet/$(date +%Y-%m-%d_%H-%M-%S)"
-sweeplab-train -m experiment=lensing_seed model=densenet_cbam,resnet callbacks.progress_bar=none \
+sweeplab-train -m experiment=lensing_seed model=densenet_cbam,resnet callbacks.progress_bar=null \
   hydra.sweep.dir="$sweep" "$@"
 python "$here/table.py" "$sweep" | tee "$here/results.md"

@@ -144,34 +144,7 @@ class TrainerConf:
     enable_model_summary: bool = False
 
 
-# ---------------------------------------------------------------- callbacks, logger, paths
-@dataclass
-class CheckpointConf:
-    save_top_k: int = rng(1, ge=-1)
-    save_last: bool = True
-
-
-@dataclass
-class EarlyStoppingConf:
-    enabled: bool = True
-    patience: int = rng(5, ge=0)
-    min_delta: float = rng(0.0, ge=0)
-
-
-@schema("callbacks", "default", "none")
-@dataclass
-class CallbacksConf:
-    checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
-    early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
-    progress_bar: str = rng("auto", choices=("auto", "rich", "tqdm", "none"))
-
-
-@schema("logger", "csv", "tensorboard")
-@dataclass
-class LoggerConf:
-    tensorboard: bool = False
-
-
+# ---------------------------------------------------------------- paths
 @schema("paths", "default")
 @dataclass
 class PathsConf:

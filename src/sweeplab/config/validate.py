@@ -19,7 +19,9 @@ from sweeplab.config.schema import SCHEMAS, TRAINER_EXTRA_ARGS, TopLevel
 from sweeplab.errors import ConfigError, did_you_mean
 
 INSTANTIATE_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-SCHEMA_GROUPS = ("data", "task", "model", "optimizer", "scheduler", "loss", "trainer", "callbacks", "logger", "paths")
+SCHEMA_GROUPS = ("data", "task", "model", "optimizer", "scheduler", "loss", "trainer", "paths")
+# Checked by their items' own constructors when instantiated: lists of Lightning objects.
+OPEN_GROUPS = ("callbacks", "logger")
 
 
 def _join(path: str, key: str) -> str:
@@ -180,7 +182,7 @@ def validate(cfg: DictConfig, choices: dict) -> None:
     top = {f.name for f in fields(TopLevel)}
     for key in cfg:
         key = str(key)
-        if key in top or key in SCHEMA_GROUPS or key == "hydra":
+        if key in top or key in SCHEMA_GROUPS or key in OPEN_GROUPS or key == "hydra":
             continue
         raise ConfigError(f"unknown key '{key}'{suggest_full_key(key, cfg)}")
     check_node(OmegaConf.masked_copy(cfg, [k for k in top if k in cfg]), TopLevel, "")

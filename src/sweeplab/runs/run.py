@@ -121,6 +121,7 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
     from hydra.utils import instantiate
 
     from sweeplab.runs.builders import build_callbacks, build_loggers
+    from sweeplab.runs.callbacks import RunHistory
     from sweeplab.runs.plots import plot_curves
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
 
@@ -147,7 +148,8 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
         meta=meta,
     )
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    callbacks, history = build_callbacks(cfg, out, trainable=task.trainable)
+    history = RunHistory(cfg.monitor, check_every=cfg.trainer.log_every_n_steps)
+    callbacks = [history, *build_callbacks(cfg, trainable=task.trainable)]
     loggers, ckpt = build_loggers(cfg, out), resolve_ckpt(cfg.ckpt_path, out)
     if ckpt:
         result["resumed_from"] = ckpt
@@ -160,6 +162,8 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
         callbacks=callbacks,
         logger=loggers,
         enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
+        # without a ModelCheckpoint in callbacks (callbacks=none) Lightning would add its own
+        enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
         # nothing to clip for count-based models (Lightning refuses it without an optimizer)
         **({} if task.trainable else {"gradient_clip_val": None}),
     )
