@@ -18,36 +18,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 def compose_job(overrides: list[str], out_dir: Path):
     """The job config Hydra would hand to the task function, with the run dir set to ``out_dir``."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from sweeplab.api import compose
 
-    import sweeplab.config.resolvers  # noqa: F401
-
-    with initialize_config_module(config_module="sweeplab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose(overrides, run_dir=out_dir).cfg
 
 
 def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:
-    """Run one job like `sweeplab-train <overrides>` would; returns its metrics.json (raises SystemExit
-    on failure, as the CLI does)."""
-    from sweeplab.runs.run import run_job
+    """Run one job like `sweeplab-train <overrides>` would, through the Python API; returns its metrics.json
+    and raises SystemExit with the CLI's exit code when the run did not complete."""
+    from sweeplab.api import train
 
-    cfg = compose_job(["callbacks.progress_bar=null", *overrides], out_dir)
     try:
-        run_job(cfg)
+        res = train(["callbacks.progress_bar=null", *overrides], run_dir=out_dir)
     finally:
         import torch
 
         torch.set_grad_enabled(True)
+    if not res.ok:
+        raise SystemExit(res.exit_code)
     return json.loads((out_dir / "metrics.json").read_text())
 
 

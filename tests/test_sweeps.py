@@ -105,7 +105,7 @@ def test_gpus_launcher_gives_each_worker_its_own_device(failing_sweep):
     assert {r["cuda_visible_devices"] for r in records} <= {"3", "5"}
     by_pid = {}
     for r in records:  # a worker keeps its device for every job it runs; two workers never share one
-        by_pid.setdefault(r["pid"], set()).add(r["cuda_visible_devices"])
+        by_pid.setdefault(r["attempts"][-1]["pid"], set()).add(r["cuda_visible_devices"])
     assert all(len(devs) == 1 for devs in by_pid.values())
     if len(by_pid) == 2:
         assert set.union(*by_pid.values()) == {"3", "5"}
@@ -158,7 +158,7 @@ def test_rerun_after_kill_skips_finished_jobs_and_resumes_the_killed_one(killed_
 
     m = metrics(second)
     assert m["status"] == "completed" and m["epochs"] == 60
-    assert m["resumed_from"].endswith("checkpoints/last.ckpt")
+    assert m["attempts"][-1]["resumed_from"].endswith("checkpoints/last.ckpt")
     assert [h["epoch"] for h in m["history"]] == list(range(60))  # history restored from the checkpoint
     assert m["best"]["val/loss"] == min(h["val/loss"] for h in m["history"])
 
@@ -254,7 +254,7 @@ def test_ray_launcher_two_job_sweep(tmp_path_factory):
     )
     records = [metrics(j) for j in jobs(sweep_dir)]
     assert [r["status"] for r in records] == ["completed", "completed"]
-    assert len({r["pid"] for r in records}) == 2 and os.getpid() not in {r["pid"] for r in records}
+    assert len({r["attempts"][-1]["pid"] for r in records}) == 2 and os.getpid() not in {r["attempts"][-1]["pid"] for r in records}
     assert len(read_csv(sweep_dir / "summary.csv")) == 2
     assert (tmp / "ray").is_dir()  # Ray's session files stayed inside the test's dir
     shutil.rmtree(tmp / "ray", ignore_errors=True)
@@ -323,7 +323,7 @@ def test_single_run_resumes_with_ckpt_path_last_and_its_metrics_continue(run_job
     out, first = run_job("trainer.max_epochs=2", "callbacks.early_stopping=null", *QUIET, name="run")
     assert first["epochs"] == 2
     out, m = run_job("trainer.max_epochs=4", "callbacks.early_stopping=null", "ckpt_path=last", *QUIET, name="run")
-    assert m["status"] == "completed" and m["epochs"] == 4 and m["resumed_from"].endswith("last.ckpt")
+    assert m["status"] == "completed" and m["epochs"] == 4 and m["attempts"][-1]["resumed_from"].endswith("last.ckpt")
     assert [h["epoch"] for h in m["history"]] == [0, 1, 2, 3]
     rows = read_csv(out / "metrics.csv")
     assert [int(r["epoch"]) for r in rows if r["val/loss"]] == [0, 1, 2, 3]

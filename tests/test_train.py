@@ -95,7 +95,7 @@ def test_generate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
 def test_missing_data_file_fails_with_metrics_json(run_job, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         run_job(f"data.path={tmp_path}/nope.txt", "debug=fast_dev_run", name="missing")
-    assert exit_.value.code == 1
+    assert exit_.value.code == 2  # bad input: the data file named in the config
     m = json.loads((tmp_path / "missing" / "metrics.json").read_text())
     assert m["status"] == "failed" and f"data file not found: {tmp_path}/nope.txt" in m["error"]
 

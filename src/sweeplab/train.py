@@ -16,9 +16,30 @@ import sweeplab.config.resolvers  # noqa: F401 - registers the resolvers the run
 
 @hydra.main(version_base="1.3", config_path="pkg://sweeplab.conf", config_name="train")
 def train(cfg: DictConfig) -> float:
+    """The Hydra task function: one job; returns its objective (what a search minimises or maximises)."""
+    from sweeplab.errors import UserError
+    from sweeplab.runs.context import RunContext
     from sweeplab.runs.run import run_job
 
-    return run_job(cfg)
+    ctx = RunContext.from_hydra()
+    try:
+        res = run_job(cfg, ctx)
+    except UserError as e:
+        print(f"{ctx.prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if res.status == "interrupted":
+        how = (
+            f"rerun the same command with hydra.sweep.dir={res.run_dir.parent}"
+            if ctx.multirun
+            else f"resume it with the same overrides and hydra.run.dir={res.run_dir} ckpt_path=last"
+        )
+        print(f"{ctx.prog}: {res.error}; {how}", file=sys.stderr)
+        if ctx.in_process:  # the sweep stops with it; its summary is written on the way out
+            raise SystemExit(res.exit_code)
+    elif res.exit_code and not ctx.multirun:
+        print(f"{ctx.prog}: error: run {res.status}: {res.error} (run dir: {res.run_dir})", file=sys.stderr)
+        raise SystemExit(res.exit_code)
+    return res.objective
 
 
 def main() -> None:

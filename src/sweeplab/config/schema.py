@@ -32,12 +32,20 @@ def rng(default: Any, **limits: Any):
 
 # ---------------------------------------------------------------- top level
 @dataclass
+class DivergenceConf:
+    factor: float = rng(3.0, gt=1)
+    patience: int = rng(3, ge=1)
+
+
+@dataclass
 class TopLevel:
     task_name: str = "train"
     seed: int = rng(1337, ge=0)
     monitor: str = "val/loss"
     monitor_mode: str = rng("min", choices=("min", "max"))
     ckpt_path: Optional[str] = None
+    overwrite: bool = False
+    divergence: DivergenceConf = field(default_factory=DivergenceConf)
     test: bool = True
     num_threads: Optional[int] = rng(None, ge=1)
 

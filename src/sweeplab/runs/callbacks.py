@@ -13,27 +13,48 @@ log = logging.getLogger("sweeplab")
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or infinite: the run stops with status 'diverged'."""
+    """The training loss became NaN/inf, or stayed far above where it started: status 'diverged'."""
 
 
 class RunHistory(pl.Callback):
-    """Keeps every validation's metrics (for best/final in metrics.json), stops on non-finite losses,
-    and logs one line per validation."""
+    """Keeps every validation's metrics (for best/final in metrics.json), logs one line per validation, and
+    stops a run that diverges: a non-finite loss, or a training loss above ``factor`` × max(the first logged
+    loss, log(classes)) for ``patience`` checks in a row (SGD at lr=1e6 on names reaches losses of 1e6–1e9
+    without ever being NaN). A chance-level model starts near log(classes), so the bound sits well above
+    anything a run that is learning (or merely stuck) shows."""
 
-    def __init__(self, monitor: str, check_every: int = 50):
+    def __init__(
+        self, monitor: str, check_every: int = 50, classes: int | None = None, factor: float = 3.0, patience: int = 3
+    ):
         self.monitor, self.check_every = monitor, max(int(check_every), 1)
+        self.floor = math.log(classes) if classes and classes > 1 else 0.0
+        self.factor, self.patience = float(factor), int(patience)
+        self.bound: float | None = None
+        self._above = 0
         self.history: list[dict] = []
-        self.interrupted = False
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         # One host sync every check_every steps, not every step: a NaN loss poisons the weights, so it
-        # is still NaN at the next check.
+        # is still NaN at the next check, and a blown-up loss stays up.
         if trainer.global_step % self.check_every or not isinstance(outputs, dict) or "loss" not in outputs:
             return
         loss = outputs["loss"]
-        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss)):
-            raise Diverged(f"training loss is {float(loss)} at step {trainer.global_step}")
+        if not isinstance(loss, torch.Tensor):
+            return
+        value = float(loss)
+        step = trainer.global_step
+        if not math.isfinite(value):
+            raise Diverged(f"training loss is {value} at step {step}")
+        if self.bound is None:
+            self.bound = self.factor * max(value, self.floor)
+            return
+        self._above = self._above + 1 if value > self.bound else 0
+        if self._above >= self.patience:
+            raise Diverged(
+                f"training loss {value:.4g} at step {step} has stayed above {self.bound:.4g} "
+                f"({self.factor:g} x max(first loss, log classes)) for {self.patience} checks"
+            )
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:
@@ -60,9 +81,6 @@ class RunHistory(pl.Callback):
         value = metrics.get(self.monitor)
         if value is not None and not math.isfinite(value):
             raise Diverged(f"{self.monitor} is {value} at epoch {trainer.current_epoch}")
-
-    def on_exception(self, trainer, pl_module, exception):
-        self.interrupted = isinstance(exception, KeyboardInterrupt)
 
     def best(self, mode: str) -> dict | None:
         rows = [r for r in self.history if math.isfinite(r.get(self.monitor, math.nan))]

@@ -70,9 +70,10 @@ class LanguageModelTask(Task):
         smoothing = self.current_label_smoothing()
         total, count = self._nll(x, y, smoothing)
         loss = total / count.clamp(min=1)
-        # Lightning writes step metrics only every log_every_n_steps; calling self.log on the other steps
-        # would only add its bookkeeping (~1 ms, as much as a small model's whole step).
-        if self.global_step % self.trainer.log_every_n_steps == 0:
+        # Lightning writes step metrics only after the steps where (global_step + 1) % log_every_n_steps == 0;
+        # calling self.log on the other steps would only add its bookkeeping (~1 ms, as much as a small model's
+        # whole step) and leave a stale value to be written later under a later step.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
         if not smoothing:
             self._train_sum = total.detach() + (0 if self._train_sum is None else self._train_sum)
