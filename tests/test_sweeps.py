@@ -254,7 +254,8 @@ def test_ray_launcher_two_job_sweep(tmp_path_factory):
     )
     records = [metrics(j) for j in jobs(sweep_dir)]
     assert [r["status"] for r in records] == ["completed", "completed"]
-    assert len({r["attempts"][-1]["pid"] for r in records}) == 2 and os.getpid() not in {r["attempts"][-1]["pid"] for r in records}
+    pids = {r["attempts"][-1]["pid"] for r in records}
+    assert len(pids) == 2 and os.getpid() not in pids
     assert len(read_csv(sweep_dir / "summary.csv")) == 2
     assert (tmp / "ray").is_dir()  # Ray's session files stayed inside the test's dir
     shutil.rmtree(tmp / "ray", ignore_errors=True)
