@@ -389,7 +389,6 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self._build()
-        self._save_vocab_beside_run()  # the run calls setup before the Trainer does: here on each call
 
     def _build(self) -> None:
         import pyarrow.compute as pc
@@ -429,20 +428,14 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
             self.batch_tokens,
         )
 
-    def _save_vocab_beside_run(self) -> None:
-        """vocab.json in the run dir when a Trainer drives this datamodule (the checkpoint has it too)."""
-        trainer = getattr(self, "trainer", None)
-        # Only for a logged run: sweeplab-eval's Trainer has no logger, and its root dir is the cwd.
-        loggers = getattr(trainer, "loggers", None) if trainer is not None else None
-        root = loggers[0].log_dir if loggers else None
-        if root and not (Path(root) / "vocab.json").is_file():
-            from sweeplab.io import write_json
-
-            write_json(Path(root) / "vocab.json", self.vocab.state_dict())
-
     # -------------------------------------------------------------- contract (docs/ARCHITECTURE.md)
     def model_kwargs(self) -> dict:
         return {"vocab_size": len(self.vocab), "max_len": max(int(d.lengths.max()) for d in self.splits.values())}
+
+    def data_files(self) -> list[Path]:
+        """The files a run reads, for its identity (no loading). The stdlib corpus and the hub copy are named by
+        the config alone (and the interpreter that built the corpus, in its manifest)."""
+        return resolve_files(self.path) if self.path and not self.hub else []
 
     def stats(self) -> dict:
         return dict(self.facts)

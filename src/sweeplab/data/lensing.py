@@ -307,6 +307,10 @@ class LensingDataModule(pl.LightningDataModule):
         c, s, _ = self.shape
         return {"in_channels": int(c), "num_classes": len(self.class_names), "image_size": int(s)}
 
+    def data_files(self) -> list[Path]:
+        """The folder a run reads, for its identity; simulated images are a function of the config alone."""
+        return [self.path] if self.path else []
+
     def stats(self) -> dict:
         source = str(self.path) if self.path else ("simulated on the fly" if self.on_the_fly else "simulated")
         facts = {

@@ -84,6 +84,10 @@ class NamesDataModule(pl.LightningDataModule):
     def model_kwargs(self) -> dict:
         return {"vocab_size": len(self.vocab), "max_len": max(d.x.shape[1] for d in self.splits.values())}
 
+    def data_files(self) -> list[Path]:
+        """The file a run reads, for its identity."""
+        return [self.path]
+
     def stats(self) -> dict:
         return {
             "data_path": str(self.path),

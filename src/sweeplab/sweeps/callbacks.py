@@ -1,4 +1,5 @@
-"""Hydra callback: every multirun ends with summary.csv, summary.md and curves.png in its sweep dir.
+"""Hydra callback owning a sweep dir: one launch at a time, and every multirun ends with summary.csv,
+summary.md and curves.png in its sweep dir — also one stopped by a signal or by a job's interrupt.
 
 Registered in conf/hydra/default.yaml. It runs in the launching process only (on_multirun_*): under
 joblib, Ray or SLURM the jobs' own hooks run elsewhere, so the summary is read from the run dirs on disk.
@@ -6,27 +7,70 @@ joblib, Ray or SLURM the jobs' own hooks run elsewhere, so the summary is read f
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
+import os
+import shutil
+import signal
+import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from sweeplab.errors import RunDirError
+from sweeplab.runs.locks import DirLock
+
 log = logging.getLogger("sweeplab")
 
 
 class SweepSummary(Callback):
+    def __init__(self) -> None:
+        self._lock: DirLock | None = None
+        self._config: DictConfig | None = None
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        # The Optuna sweeper opens its sqlite study (which lives in the sweep dir) before any job makes the
-        # dir, and writes no multirun.yaml, which the rerun command is read from.
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        if not (sweep_dir / "multirun.yaml").is_file():
+        try:  # a second launch into the same sweep dir would train every job twice and mix their rows
+            self._lock = DirLock(sweep_dir, what="sweep dir").acquire()
+        except RunDirError as e:
+            print(f"sweeplab-{config.hydra.job.name}: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        # The launcher writes multirun.yaml afresh for each launch: keep the earlier launches' ones.
+        if (sweep_dir / "multirun.yaml").is_file():
+            history = sweep_dir / ".launches"
+            history.mkdir(exist_ok=True)
+            stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            shutil.copy2(sweep_dir / "multirun.yaml", history / f"multirun-{stamp}-{os.getpid()}.yaml")
+        else:
+            # The Optuna sweeper opens its sqlite study (which lives in the sweep dir) before any job makes the
+            # dir, and writes no multirun.yaml, which the rerun command is read from.
             OmegaConf.save(config, sweep_dir / "multirun.yaml")
         _fail_stale_trials(config)
+        self._config = config
+        # Stopped between jobs, or while workers run them: stop the sweep like an interrupted job does, and
+        # still leave its summary (atexit runs on the way out).
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, functools.partial(_stop_sweep, sweep_dir))
+        atexit.register(self._summary_on_exit)
+
+    def _summary_on_exit(self) -> None:
+        if self._config is not None:
+            self.on_multirun_end(self._config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._config = None
+        try:
+            self._write_summary(config)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _write_summary(self, config: DictConfig) -> None:
         from sweeplab.sweeps.summary import SummaryError, headline, summarise, write_summary
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -69,3 +113,12 @@ def _fail_stale_trials(config: DictConfig) -> None:
         store.set_trial_state(t._trial_id, TrialState.FAIL)
     if stale:
         log.warning("study %s: %d trial(s) left running by an earlier launch marked failed", name, len(stale))
+
+
+def _stop_sweep(signum, frame) -> None:
+    print(
+        f"sweep stopped by {signal.Signals(signum).name}; rerun the same command with hydra.sweep.dir=<this sweep's "
+        f"dir> to go on",
+        file=sys.stderr,
+    )
+    raise SystemExit(128 + signum)
