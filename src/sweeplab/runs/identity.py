@@ -163,6 +163,9 @@ def differences(old: dict | None, new: dict, ignore: Iterable[str] = ()) -> list
     return out
 
 
-def _short(v: Any, limit: int = 60) -> str:
-    s = json.dumps(v, default=str) if not isinstance(v, str) else v
+def _short(v: Any, limit: int = 80) -> str:
+    """Strings (paths, names) whole; long lists and dicts cut."""
+    if isinstance(v, str):
+        return v
+    s = json.dumps(v, default=str)
     return s if len(s) <= limit else s[: limit - 3] + "..."

@@ -33,15 +33,16 @@ class GracefulStop(pl.Callback):
     """Installs the handlers for the whole run (data set-up, fit, test) and turns a signal into a clean stop.
 
     Outside the training loop a signal raises :class:`Interrupted` at once (there is no step to finish). Inside
-    it, the handler only takes note; the end of the current batch saves ``last_ckpt`` and raises. Lightning
-    installs its own SIGTERM handler when fit starts (which would stop only at the end of the epoch, without
-    a checkpoint); ``on_train_start`` puts this one back, and Lightning restores ours when fit ends.
+    it, the handler only takes note; the end of the current batch saves ``last_ckpt``, and the next hook raises.
+    Lightning installs its own SIGTERM handler when fit starts (which would stop only at the end of the epoch,
+    without a checkpoint); ``on_train_start`` puts this one back, and Lightning restores ours when fit ends.
     """
 
     def __init__(self, last_ckpt: Path | None):
         self.last_ckpt = Path(last_ckpt) if last_ckpt else None
         self.received: int | None = None
         self._in_step_loop = False
+        self._saved = False  # the resume point was written after the signal
         self._previous: dict[int, object] = {}
 
     # -------------------------------------------------------------- handlers
@@ -79,16 +80,32 @@ class GracefulStop(pl.Callback):
         self.check()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.received is None:
+        if self.received is None or self._saved:
             return
-        self._in_step_loop = False
         if self.last_ckpt is not None and trainer.is_global_zero:
             trainer.save_checkpoint(self.last_ckpt, weights_only=False)  # optimizer and loops too: a resume point
             log.info("saved %s at step %d", self.last_ckpt, trainer.global_step)
-        self.check()
+        # Stop at the next hook, not here: Lightning logs this step's metrics after this hook, and the resume
+        # starts after this step, so its row must reach metrics.csv (no gap).
+        self._saved = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._stop_if_saved()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._stop_if_saved()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop_if_saved()
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._in_step_loop = False
+        self._stop_if_saved()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._in_step_loop = False
+
+    def _stop_if_saved(self) -> None:
+        if self._saved:
+            self._in_step_loop = False
+            self.check()
