@@ -36,6 +36,17 @@ def compose_job(overrides: list[str], out_dir: Path):
     return cfg
 
 
+def build(group: str, *overrides: str, **kwargs):
+    """Instantiate ``cfg.<group>`` of the shipped config composed with ``overrides`` (``kwargs`` are what the
+    run adds: data facts for a model): tests build objects the way a run does, with the YAMLs' values."""
+    import tempfile
+
+    from hydra.utils import instantiate
+
+    cfg = compose_job(list(overrides), Path(tempfile.mkdtemp(prefix="sweeplab_build_")))
+    return instantiate(cfg[group], **kwargs)
+
+
 def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:
     """Run one job like `sweeplab-train <overrides>` would; returns its metrics.json (raises SystemExit
     on failure, as the CLI does)."""

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
 from sweeplab.config.schema import CONFIG_MODULE
-from sweeplab.config.validate import field_type, group_options, suggest_full_key, type_name, validate
+from sweeplab.config.validate import field_type, group_options, show, suggest_full_key, type_name, validate
 from sweeplab.errors import ConfigError, did_you_mean, first_line
 
 MAX_COMBOS = 16  # group combinations composed and checked; a larger product is checked on a sample
@@ -154,9 +154,7 @@ def _apply(cfg: DictConfig, o: Override, where: str = "") -> None:
         cause = e.__cause__ if e.__cause__ is not None else e
         tp = field_type(cfg, key) if isinstance(cause, ValidationError) else None
         if tp is not None:
-            value = o.value()
-            shown = "null" if value is None else repr(value)
-            raise ConfigError(f"{key}={shown} has the wrong type: it must be {type_name(tp)}") from None
+            raise ConfigError(f"{key}={show(o.value())} has the wrong type: it must be {type_name(tp)}") from None
         raise ConfigError(f"{o.input_line}: {_composition_line(e)}") from None
 
 

@@ -110,11 +110,20 @@ def field_type(cfg: DictConfig, key: str) -> Any | None:
     return hints(cls).get(name) if is_dataclass(cls) else None
 
 
+def show(value: Any) -> str:
+    """A value as a user writes it on the command line: 3 (not 3.0, as a float field holds it), null, 'abc'."""
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _check_limits(path: str, value: Any, meta: dict) -> None:
     if "choices" in meta and value not in meta["choices"]:
         allowed = ["null" if c is None else str(c) for c in meta["choices"]]
         raise ConfigError(
-            f"{path}={value!r} is not allowed: choose one of {', '.join(allowed)}{did_you_mean(str(value), allowed)}"
+            f"{path}={show(value)} is not allowed: choose one of {', '.join(allowed)}{did_you_mean(str(value), allowed)}"
         )
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
@@ -125,7 +134,7 @@ def _check_limits(path: str, value: Any, meta: dict) -> None:
         ("le", lambda a, b: a <= b, "<="),
     ):
         if op in meta and not test(value, meta[op]):
-            raise ConfigError(f"{path}={value} is out of range: it must be {word} {meta[op]}")
+            raise ConfigError(f"{path}={show(value)} is out of range: it must be {word} {meta[op]}")
 
 
 # ---------------------------------------------------------------- nodes
@@ -165,7 +174,7 @@ def check_node(node: DictConfig, schema: type, path: str, choices: dict | None =
         if isinstance(value, ListConfig):
             value = OmegaConf.to_container(value, resolve=True)
         if not _type_ok(value, tp):
-            raise ConfigError(f"{where}={value!r} has the wrong type: it must be {type_name(tp)}")
+            raise ConfigError(f"{where}={show(value)} has the wrong type: it must be {type_name(tp)}")
         for v in value if isinstance(value, list) else [value]:
             _check_limits(f"{where}[]" if isinstance(value, list) else where, v, f.metadata)
 
@@ -292,7 +301,7 @@ def warmup_fits(cfg: DictConfig, choices: dict) -> None:
         )
     if isinstance(warmup_epochs, (int, float)) and isinstance(epochs, int) and epochs > 0 and warmup_epochs >= epochs:
         raise ConfigError(
-            f"scheduler.warmup_epochs={warmup_epochs} is as long as the run (trainer.max_epochs={epochs}): "
+            f"scheduler.warmup_epochs={show(warmup_epochs)} is as long as the run (trainer.max_epochs={epochs}): "
             f"it must be < {epochs}"
         )
 
@@ -306,7 +315,7 @@ def adaptive_softmax_fits(cfg: DictConfig, choices: dict) -> None:
     smoothing = _get(cfg, "loss.label_smoothing") or 0
     if smoothing > 0:
         raise ConfigError(
-            f"loss.label_smoothing={smoothing} cannot be used with the adaptive softmax "
+            f"loss.label_smoothing={show(smoothing)} cannot be used with the adaptive softmax "
             f"(model.adaptive_cutoffs={cutoffs}): set model.adaptive_cutoffs=null or loss.label_smoothing=0"
         )
     if _get(cfg, "model.tie_weights"):
