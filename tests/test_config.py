@@ -211,7 +211,7 @@ def test_a_users_option_inheriting_a_shipped_one_is_checked_like_it(tmp_path):
     (mine / "lstm_big.yaml").write_text("defaults:\n  - lstm\n  - _self_\nhidden_dim: 512\n")
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose("train", overrides=[f"hydra.searchpath=[file://{tmp_path / 'mine'}]", "model=lstm_big"])
-        assert type(cfg.model).__name__ == "DictConfig" and OmegaConf.get_type(cfg.model).__name__ == "RecurrentConf"
+        assert OmegaConf.get_type(cfg.model).__name__ == "RecurrentConf" and cfg.model.hidden_dim == 512
         validate(cfg, {"model": "lstm_big"})
         cfg.model.dropout = 1.5
         with pytest.raises(ConfigError, match=r"model.dropout=1.5 is out of range"):

@@ -122,9 +122,8 @@ def show(value: Any) -> str:
 def _check_limits(path: str, value: Any, meta: dict) -> None:
     if "choices" in meta and value not in meta["choices"]:
         allowed = ["null" if c is None else str(c) for c in meta["choices"]]
-        raise ConfigError(
-            f"{path}={show(value)} is not allowed: choose one of {', '.join(allowed)}{did_you_mean(str(value), allowed)}"
-        )
+        hint = did_you_mean(str(value), allowed)
+        raise ConfigError(f"{path}={show(value)} is not allowed: choose one of {', '.join(allowed)}{hint}")
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     for op, test, word in (
