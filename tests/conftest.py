@@ -41,10 +41,14 @@ def build(group: str, *overrides: str, **kwargs):
     run adds: data facts for a model): tests build objects the way a run does, with the YAMLs' values."""
     import tempfile
 
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     cfg = compose_job(list(overrides), Path(tempfile.mkdtemp(prefix="sweeplab_build_")))
-    return instantiate(cfg[group], **kwargs)
+    try:
+        return instantiate(cfg[group], **kwargs)
+    except InstantiationException as e:
+        raise (e.__cause__ or e) from None  # the constructor's own error, as a Python caller would see it
 
 
 def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:

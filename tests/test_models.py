@@ -156,9 +156,7 @@ def test_transformer_rejects_sequences_longer_than_max_len():
 
 
 def test_transformer_heads_must_divide_width():
-    from hydra.errors import InstantiationException
-
-    with pytest.raises(InstantiationException, match=r"model.embed_dim=10 must be divisible by model.num_heads=4"):
+    with pytest.raises(ValueError, match=r"model.embed_dim=10 must be divisible by model.num_heads=4"):
         build_model("transformer", "model.embed_dim=10", "model.num_heads=4")
 
 
