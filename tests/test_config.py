@@ -122,16 +122,34 @@ def test_every_option_composes_complete_and_valid(group, option, tmp_path):
         assert option_schema(group, option) is OmegaConf.get_type(cfg[group])
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g, o in ALL_OPTIONS if g in ("data", "model")])
-def test_every_data_set_and_model_instantiates_from_its_yaml(group, option, tmp_path):
-    cfg, _ = _compose(fitting(group, option), tmp_path)
+INSTANTIATED = ("data", "model", "task", "optimizer", "scheduler", "trainer", "callbacks", "logger")
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, o in ALL_OPTIONS if g in INSTANTIATED])
+def test_every_option_instantiates_from_its_yaml(group, option, tmp_path):
+    import functools
+
+    import torch
+
+    cfg, _ = _compose([*fitting(group, option), "trainer.accelerator=cpu"], tmp_path)
     kind = OmegaConf.get_type(cfg.data).produces
     if group == "data":
         instantiate(cfg.data)  # the constructor only: no data set is read or built here
-        return
-    net = instantiate(cfg.model, **{k: FACT_VALUES[k] for k in DATA_FACTS[kind]}).eval()
-    x, shape = batch_and_output(kind)
-    assert net(x).shape == shape
+    elif group == "model":
+        net = instantiate(cfg.model, **{k: FACT_VALUES[k] for k in DATA_FACTS[kind]}).eval()
+        x, shape = batch_and_output(kind)
+        assert net(x).shape == shape
+    elif group in ("task", "scheduler"):  # completed by the run (a network; the run's length)
+        assert isinstance(instantiate(cfg[group], _partial_=True), functools.partial)
+    elif group == "optimizer":
+        optimizer = instantiate(cfg.optimizer, _convert_="all")([torch.nn.Parameter(torch.zeros(2))])
+        assert optimizer.defaults["lr"] == cfg.optimizer.lr
+    elif group == "trainer":
+        trainer = instantiate(cfg.trainer, callbacks=[], logger=False, enable_progress_bar=False)
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+    else:  # named items, each a Lightning object or null
+        for name, item in cfg[group].items():
+            assert item is None or instantiate(item) is not None or name == "progress_bar"
 
 
 def _targets(cfg: DictConfig):
