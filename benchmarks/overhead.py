@@ -13,10 +13,30 @@ import sys
 import time
 
 
-def plain_loop(dm, net, steps: int, warmup: int = 50) -> float:
-    import torch
+def compose(overrides: list[str], out: str):
+    """The job config sweeplab-train would run with ``overrides``, its run dir set to ``out``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
 
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    with initialize_config_module(config_module="sweeplab.conf", version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = out
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def plain_loop(cfg, dm, net, steps: int, warmup: int = 50) -> float:
+    import torch
+    from hydra.utils import instantiate
+
+    opt = instantiate(cfg.optimizer, _convert_="all")(net.parameters())
+    clip = cfg.trainer.gradient_clip_val
     it, t0 = 0, None
     while True:
         for x, y in dm.train_dataloader():
@@ -26,44 +46,24 @@ def plain_loop(dm, net, steps: int, warmup: int = 50) -> float:
             loss = total / count
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            if clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
             opt.step()
             it += 1
             if it == warmup + steps:
                 return (time.perf_counter() - t0) / steps * 1e3
 
 
-def lightning_loop(dm, net, steps: int, warmup: int = 50, tmp: str = "/tmp/sweeplab_bench") -> float:
-    import functools
-    import shutil
+def lightning_loop(cfg, dm, net, steps: int, warmup: int = 50) -> float:
     from pathlib import Path
 
     import pytorch_lightning as pl
-    import torch
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.runs.callbacks import RunHistory
-    from sweeplab.tasks.language_model import LanguageModelTask
 
-    shutil.rmtree(tmp, ignore_errors=True)
-    # the callbacks and logger every run has by default (conf/callbacks/default.yaml, conf/logger/csv.yaml)
-    cfg = OmegaConf.create(
-        {
-            "callbacks": {
-                "model_checkpoint": {
-                    "_target_": "pytorch_lightning.callbacks.ModelCheckpoint",
-                    "dirpath": f"{tmp}/checkpoints",
-                    "monitor": "val/loss",
-                    "save_last": True,
-                },
-                "lr_monitor": {
-                    "_target_": "pytorch_lightning.callbacks.LearningRateMonitor",
-                    "logging_interval": "step",
-                },
-            },
-        }
-    )
     times = {}
 
     class Clock(pl.Callback):
@@ -75,18 +75,21 @@ def lightning_loop(dm, net, steps: int, warmup: int = 50, tmp: str = "/tmp/sweep
             if trainer.global_step == warmup + steps:
                 times["t1"] = time.perf_counter()
 
-    task = LanguageModelTask(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3), num_samples=0)
-    callbacks = [RunHistory("val/loss", check_every=50), *build_callbacks(cfg)]
-    trainer = pl.Trainer(
+    # No scheduler: the plain loop has none either.
+    task = instantiate(cfg.task, _partial_=True)(
+        net=net,
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        scheduler=None,
+        loss=OmegaConf.to_container(cfg.loss),
+        meta={},
+    )
+    callbacks = [RunHistory(cfg.monitor, check_every=cfg.trainer.log_every_n_steps), *build_callbacks(cfg)]
+    trainer = instantiate(
+        cfg.trainer,
         max_steps=warmup + steps,
         callbacks=[*callbacks, Clock()],
-        logger=build_loggers(cfg, Path(tmp)),
-        limit_val_batches=0,
+        logger=build_loggers(cfg, Path(cfg.paths.output_dir)),
         enable_progress_bar=False,
-        enable_model_summary=False,
-        gradient_clip_val=1.0,
-        log_every_n_steps=50,
-        accelerator="cpu",
     )
     trainer.fit(task, datamodule=dm)
     return (times["t1"] - times["t0"]) / steps * 1e3
@@ -110,29 +113,35 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    import shutil
+
     import torch
+    from hydra.utils import instantiate
 
     torch.set_num_threads(args.threads)
-    from sweeplab.data.names import NamesDataModule
-    from sweeplab.models.lstm import LSTM
-    from sweeplab.models.mlp import MLP
-
+    out = "/tmp/sweeplab_bench"
+    # The shipped config, as sweeplab-train composes it: no validation pass (limit_val_batches=0), no
+    # early stopping or progress bar, so that only the training steps are timed.
+    common = ["trainer.limit_val_batches=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null"]
     rows = []
-    for label, make, batch in [
-        ("mlp", lambda kw: MLP(**kw), 32),
-        ("mlp", lambda kw: MLP(**kw), 256),
-        ("lstm-128", lambda kw: LSTM(**kw, embed_dim=64, hidden_dim=128, num_layers=1, dropout=0.0), 64),
+    for label, overrides in [
+        ("mlp", ["model=mlp", "data.batch_size=32"]),
+        ("mlp", ["model=mlp", "data.batch_size=256"]),
+        ("lstm-128", ["model=lstm", "model.num_layers=1", "model.dropout=0.0", "data.batch_size=64"]),
     ]:
-        dm = NamesDataModule(batch_size=batch)
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = compose([*overrides, *common, "trainer.accelerator=cpu"], out)
+        dm = instantiate(cfg.data)
         dm.setup()
-        torch.manual_seed(0)
-        plain = plain_loop(dm, make(dm.model_kwargs()), args.steps)
-        torch.manual_seed(0)
-        lit = lightning_loop(dm, make(dm.model_kwargs()), args.steps)
+        times = []
+        for loop in (plain_loop, lightning_loop):
+            torch.manual_seed(0)
+            times.append(loop(cfg, dm, instantiate(cfg.model, **dm.model_kwargs()), args.steps))
+        plain, lit = times
         rows.append(
             {
                 "model": label,
-                "batch_names": batch,
+                "batch_names": cfg.data.batch_size,
                 "plain_ms_per_step": round(plain, 3),
                 "sweeplab_ms_per_step": round(lit, 3),
                 "ratio": round(lit / plain, 2),

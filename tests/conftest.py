@@ -24,6 +24,21 @@ def compose_job(overrides: list[str], out_dir: Path):
     return compose(overrides, run_dir=out_dir).cfg
 
 
+def build(group: str, *overrides: str, **kwargs):
+    """Instantiate ``cfg.<group>`` of the shipped config composed with ``overrides`` (``kwargs`` are what the
+    run adds: data facts for a model): tests build objects the way a run does, with the YAMLs' values."""
+    import tempfile
+
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    cfg = compose_job(list(overrides), Path(tempfile.mkdtemp(prefix="sweeplab_build_")))
+    try:
+        return instantiate(cfg[group], **kwargs)
+    except InstantiationException as e:
+        raise (e.__cause__ or e) from None  # the constructor's own error, as a Python caller would see it
+
+
 def run_job_inprocess(overrides: list[str], out_dir: Path) -> dict:
     """Run one job like `sweeplab-train <overrides>` would, through the Python API; returns its metrics.json
     and raises SystemExit with the CLI's exit code when the run did not complete."""

@@ -17,9 +17,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from conftest import build
 from sweeplab.constants import IGNORE_INDEX
 from sweeplab.data.batching import PackedPairs, TokenBudgetSampler
-from sweeplab.data.codesearchnet import CodeSearchNetDataModule
 from sweeplab.data.pytokens import detokenize, tokenize
 from sweeplab.data.stdlib_corpus import SPLITS, build_corpus, ensure_corpus, file_functions, split_of, stdlib_root
 from sweeplab.errors import DataError
@@ -87,9 +87,11 @@ def hf_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("hf_cache"))
 
 
-def datamodule(path, hf_cache, **kw) -> CodeSearchNetDataModule:
+def datamodule(path, hf_cache, **kw):
     kw = {"vocab_size": 400, "max_seq_len": 128, "batch_tokens": 512, **kw}
-    return CodeSearchNetDataModule(
+    return build(
+        "data",
+        "data=codesearchnet",
         path=str(path) if isinstance(path, os.PathLike) else path,
         cache_dir=hf_cache,
         data_dir=os.path.join(hf_cache, "sweeplab"),
@@ -283,9 +285,10 @@ def test_sampler_keeps_every_row_within_budget_and_reshuffles():
 
 # ---------------------------------------------------------------- Kneser-Ney
 def test_kneser_ney_is_normalised_finite_and_beats_the_unigram(dm):
-    from sweeplab.models.kn_ngram import KneserNeyNGram
+    def trigram():
+        return build("model", "data=codesearchnet", "model=kn_ngram", "model.order=3", **dm.model_kwargs())
 
-    net = KneserNeyNGram(**dm.model_kwargs(), order=3)
+    net = trigram()
     for x, y in dm.train_dataloader():
         net.fit_batch(x, y)
     net.finalize()
@@ -311,7 +314,7 @@ def test_kneser_ney_is_normalised_finite_and_beats_the_unigram(dm):
     unseen[0, 0] = dm.vocab.bos_id
     assert bool(torch.isfinite(net(unseen)).all())
     # the counts survive a checkpoint
-    fresh = KneserNeyNGram(**dm.model_kwargs(), order=3)
+    fresh = trigram()
     fresh.load_state_dict(net.state_dict())
     assert torch.equal(fresh(x), logp)
 
@@ -441,5 +444,5 @@ def test_cli_reports_bad_input_in_one_line(run_job, tmp_path, hf_cache):
 def test_hub_copy_offline_is_a_one_line_error(hf_cache):
     # The hub copy needs the network; offline (as the tests run) it must fail cleanly, not hang or trace.
     with pytest.raises(DataError) as e:
-        CodeSearchNetDataModule(hub="code_search_net", cache_dir=hf_cache).setup()
+        build("data", "data=codesearchnet", hub="code_search_net", cache_dir=hf_cache).setup()
     assert one_line(e).startswith("data.hub=code_search_net: cannot load")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import build
 from sweeplab.data import lensing_sim as ls
-from sweeplab.data.lensing import LensingDataModule
 from sweeplab.errors import DataError
 
 SMALL = ls.SimConfig(image_size=24)
@@ -26,6 +26,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def lensing_dm(**kwargs):
+    """The shipped data=lensing datamodule with ``kwargs`` in place of its YAML values."""
+    return build("data", "data=lensing", **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +157,7 @@ def layout(tmp_path_factory):
 
 
 def test_loader_on_a_real_layout(layout):
-    dm = LensingDataModule(path=str(layout), batch_size=4)
+    dm = lensing_dm(path=str(layout), batch_size=4)
     dm.setup("fit")
     assert dm.model_kwargs() == {"in_channels": 1, "num_classes": 3, "image_size": 16}
     assert dm.class_names == ["no", "sphere", "vort"]
@@ -165,10 +170,10 @@ def test_loader_on_a_real_layout(layout):
     stats = dm.stats()
     assert stats["train_items"] == 12 and stats["source"] == str(layout)
     # the split is a function of split_seed
-    again = LensingDataModule(path=str(layout))
+    again = lensing_dm(path=str(layout))
     again.setup()
     assert again.splits["test"].files == dm.splits["test"].files
-    other = LensingDataModule(path=str(layout), split_seed=7)
+    other = lensing_dm(path=str(layout), split_seed=7)
     other.setup()
     assert other.splits["test"].files != dm.splits["test"].files
 
@@ -177,7 +182,7 @@ def test_loader_accepts_2d_and_float64_files(tmp_path):
     root = write_layout(tmp_path / "d", train=3, val=1)
     f = root / "train" / "no" / "0.npy"
     np.save(f, np.load(f)[0].astype(np.float64))  # (S, S) float64, as some DeepLense exports are
-    dm = LensingDataModule(path=str(root))
+    dm = lensing_dm(path=str(root))
     dm.setup()
     ds = next(d for d in dm.splits.values() if f in d.files)
     x, label = ds[ds.files.index(f)]
@@ -252,7 +257,7 @@ def test_bad_input_fails_in_one_line_naming_the_file(kind, layout, tmp_path):
     shutil.copytree(layout, root)
     culprit, phrase = _break(root, kind)
     with pytest.raises(DataError) as err:
-        LensingDataModule(path=str(root)).setup("fit")
+        lensing_dm(path=str(root)).setup("fit")
     msg = str(err.value)
     assert "\n" not in msg and str(culprit) in msg and phrase in msg, msg
     if kind == "unknown class folder":
@@ -273,19 +278,20 @@ def test_bad_path_through_the_pipeline_is_one_line_error(run_job, tmp_path, lens
 
 
 # ------------------------------------------------------------------ networks and training
-def test_networks_shapes_and_sizes():
-    from sweeplab.models.densenet_cbam import DenseNetCBAM
-    from sweeplab.models.resnet import ResNet
+def network(model: str, size: int, width: int, depth: int):
+    facts = {"in_channels": 1, "num_classes": 3, "image_size": size}
+    return build("model", "data=lensing", f"model={model}", f"model.width={width}", f"model.depth={depth}", **facts)
 
+
+def test_networks_shapes_and_sizes():
     for size in (32, 64, 150):
         x = torch.randn(2, 1, size, size)
-        for net in (DenseNetCBAM(1, 3, size, width=4, depth=2), ResNet(1, 3, size, width=4, depth=1)):
+        for net in (network("densenet_cbam", size, 4, 2), network("resnet", size, 4, 1)):
             assert net(x).shape == (2, 3)
     # width and depth are the size knobs
-    small, big = DenseNetCBAM(1, 3, 64, width=4, depth=2), DenseNetCBAM(1, 3, 64, width=8, depth=3)
     count = lambda n: sum(p.numel() for p in n.parameters())  # noqa: E731
-    assert count(small) < count(big)
-    assert count(ResNet(1, 3, 64, width=8, depth=1)) < count(ResNet(1, 3, 64, width=16, depth=2))
+    assert count(network("densenet_cbam", 64, 4, 2)) < count(network("densenet_cbam", 64, 8, 3))
+    assert count(network("resnet", 64, 8, 1)) < count(network("resnet", 64, 16, 2))
 
 
 @pytest.mark.parametrize("model,on_the_fly", [("densenet_cbam", False), ("resnet", True)])

@@ -1,60 +1,40 @@
-"""The language-model zoo: shapes, causality, weight tying, adaptive softmax, gradients, the peephole cell."""
+"""The language-model zoo: shapes, causality, weight tying, adaptive softmax, gradients, the recurrent cells,
+the peephole cell. Every model is built from its shipped YAML (with smaller widths given as overrides), and
+the models tested are every option whose schema takes tokens: a new YAML is tested without editing this."""
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
-from hydra.utils import instantiate
 
-from sweeplab.config.schema import SCHEMAS
+from conftest import build
+from sweeplab.config.schema import TOKENS, TokenLMConf
+from sweeplab.config.validate import option_schema, options_for
 from sweeplab.constants import IGNORE_INDEX
-from sweeplab.models.base import sequence_nll
+from sweeplab.models.base import fit_cutoffs, sequence_nll
 
 V, L = 30, 12  # vocabulary size, max_len
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
-
-# option -> (module:Class, tiny hyperparameters). Widths differ (embed 8, hidden 16) so the
-# tie_weights projection is exercised; 3 conv layers with k=2 see 8 tokens (< L) so the CNN's
-# window edge is inside the sequence.
-NEURAL = {
-    "mlp": ("mlp:MLP", dict(block_size=3)),
-    "rnn": ("rnn:RNN", {}),
-    "lstm": ("lstm:LSTM", {}),
-    "gru": ("gru:GRU", {}),
-    "peephole_lstm": ("peephole_lstm:PeepholeLSTM", {}),
-    "cnn": ("cnn:CausalCNN", dict(kernel_size=2)),
-    "transformer": ("transformer:Transformer", dict(num_heads=2)),
-}
-ALL = [*NEURAL, "ngram"]
+TOKEN_MODELS = options_for("model", TOKENS)
+NEURAL = [m for m in TOKEN_MODELS if issubclass(option_schema("model", m), TokenLMConf)]
+# Small enough to be quick; embed 8 and hidden 16 differ so the tie_weights projection is exercised; 3 conv
+# layers with k=2 see 8 tokens (< L), so the CNN's window edge is inside the sequence.
+SMALL = ("model.embed_dim=8", "model.hidden_dim=16", "model.num_layers=3", "model.dropout=0.1")
 
 
-def model_class(spec: str):
-    module, cls = spec.split(":")
-    return getattr(importlib.import_module(f"sweeplab.models.{module}"), cls)
+def build_model(name: str, *overrides: str, vocab_size: int = V):
+    """The shipped model; neural ones shrunk to SMALL, n-grams at order 3 (L = 12 still spans many contexts)."""
+    fields = option_schema("model", name).__dataclass_fields__
+    small = SMALL if name in NEURAL else ("model.order=3",) if "order" in fields else ()
+    return build("model", "data=names", f"model={name}", *small, *overrides, vocab_size=vocab_size, max_len=L)
 
 
-def build(name: str, **overrides):
-    if name == "ngram":
-        return model_class("ngram:NGram")(V, L, order=3, smoothing=0.1)
-    spec, extra = NEURAL[name]
-    hp = dict(embed_dim=8, hidden_dim=16, num_layers=3, dropout=0.1, **extra)
-    return model_class(spec)(V, L, **{**hp, **overrides})
-
-
-def fitted_ngram():
-    model = build("ngram")
-    x = torch.randint(0, V, (64, L))
-    model.fit_batch(x, torch.roll(x, -1, 1))
-    model.finalize()
-    return model
-
-
-def make(name: str, **overrides):
-    return (fitted_ngram() if name == "ngram" else build(name, **overrides)).eval()
+def make(name: str, *overrides: str):
+    model = build_model(name, *overrides)
+    if hasattr(model, "fit_batch"):  # count-based: fit on random sequences first
+        x = torch.randint(0, V, (64, L))
+        model.fit_batch(x, torch.roll(x, -1, 1))
+        model.finalize()
+    return model.eval()
 
 
 @pytest.fixture(autouse=True)
@@ -62,14 +42,19 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("name", ALL)
+def test_the_zoo_is_found_from_the_configs():
+    assert {"mlp", "rnn", "lstm", "gru", "peephole_lstm", "cnn", "transformer"} <= set(NEURAL)
+    assert {"ngram", "kn_ngram"} <= set(TOKEN_MODELS) - set(NEURAL)
+
+
+@pytest.mark.parametrize("name", TOKEN_MODELS)
 def test_output_shape(name):
     model = make(name)
     for T in (1, 5, L):
         assert model(torch.randint(0, V, (3, T))).shape == (3, T, V)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", TOKEN_MODELS)
 def test_causal(name):
     model = make(name)
     idx = torch.randint(0, V, (4, L))
@@ -85,7 +70,7 @@ def test_causal(name):
 
 @pytest.mark.parametrize("name", NEURAL)
 def test_tie_weights_shares_the_embedding(name):
-    model = make(name, tie_weights=True)
+    model = make(name, "model.tie_weights=true")
     assert model.head.weight is model.embed.weight
     assert sum(p is model.embed.weight for p in model.parameters()) == 1  # counted once
     assert model(torch.randint(0, V, (2, L))).shape == (2, L, V)
@@ -94,7 +79,8 @@ def test_tie_weights_shares_the_embedding(name):
 @pytest.mark.parametrize("name", NEURAL)
 def test_adaptive_softmax(name):
     # Width 16: div_value=4 gives the second tail cluster a 16 // 4**2 = 1-wide projection (8 would give 0).
-    model = make(name, embed_dim=16, adaptive_cutoffs=[4, 12])
+    model = make(name, "model.embed_dim=16", "model.adaptive_cutoffs=[4,12]")
+    assert model.adaptive
     x = torch.randint(0, V, (3, L))
     y = torch.randint(0, V, (3, L))
     y[0, 7:] = IGNORE_INDEX  # padded positions
@@ -106,9 +92,25 @@ def test_adaptive_softmax(name):
     torch.testing.assert_close(total, ref_total, rtol=1e-4, atol=1e-4)
 
 
+def test_adaptive_cutoffs_follow_the_vocabulary():
+    """codesearchnet's default clusters [2000, 10000] are for its 40k vocabulary; a small sample's vocabulary
+    keeps the cutoffs that fit and falls back to the full softmax when none does."""
+    assert fit_cutoffs([2000, 10000], 40_000) == [2000, 10000]
+    assert fit_cutoffs([2000, 10000], 5_000) == [2000]
+    assert fit_cutoffs([2000, 10000], 2_001) == []
+    assert fit_cutoffs(None, 40_000) == []
+    for vocab_size, adaptive in ((300, False), (2_500, True)):
+        net = build("model", "data=codesearchnet", "model=lstm", vocab_size=vocab_size, max_len=L)
+        assert net.adaptive is adaptive and net.cutoffs == ([2000] if adaptive else [])
+        x = torch.randint(0, vocab_size, (2, L))
+        total, count = net.nll(x, torch.roll(x, -1, 1))
+        assert torch.isfinite(total) and count == 2 * L
+        assert net(x).shape == (2, L, vocab_size)
+
+
 @pytest.mark.parametrize("name", NEURAL)
 def test_gradient_reaches_every_parameter(name):
-    model = build(name).train()
+    model = build_model(name).train()
     x = torch.randint(0, V, (4, L))  # full length: every position embedding is used
     total, count = model.nll(x, torch.roll(x, -1, 1), label_smoothing=0.1)
     (total / count).backward()
@@ -117,15 +119,28 @@ def test_gradient_reaches_every_parameter(name):
         assert p.grad.abs().sum() > 0, f"{pname} gets no gradient"
 
 
-def test_ngram_fits_normalised_probabilities():
-    model = fitted_ngram()
+@pytest.mark.parametrize("name", [m for m in TOKEN_MODELS if m not in NEURAL])
+def test_count_based_models_fit_normalised_probabilities(name):
+    model = make(name)
     assert not any(p.requires_grad for p in model.parameters())
     probs = model(torch.randint(0, V, (2, L))).exp().sum(-1)
-    torch.testing.assert_close(probs, torch.ones(2, L, dtype=probs.dtype))
+    torch.testing.assert_close(probs, torch.ones(2, L, dtype=probs.dtype), rtol=1e-4, atol=1e-4)
+
+
+def test_recurrent_cells_are_the_torch_modules_or_the_peephole_cell():
+    from sweeplab.models.peephole_lstm import PeepholeLSTM
+
+    expected = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "peephole_lstm": PeepholeLSTM}
+    for option, cls in expected.items():
+        net = build_model(option)
+        assert type(net).__name__ == "Recurrent" and isinstance(net.rnn, cls), option
+        assert net.cell == option
+    # the cell is a key like any other: model=rnn model.cell=gru is a GRU with rnn's other values
+    assert isinstance(build_model("rnn", "model.cell=gru").rnn, torch.nn.GRU)
 
 
 def test_cnn_receptive_field():
-    model = make("cnn")  # 3 layers, kernel 2: sees the last 1 + 1·(2^3 - 1) = 8 tokens
+    model = make("cnn", "model.kernel_size=2")  # 3 layers, kernel 2: sees the last 1 + 1·(2^3 - 1) = 8 tokens
     assert model.receptive_field == 8
     idx = torch.randint(0, V, (2, L))
     changed = idx.clone()
@@ -141,8 +156,8 @@ def test_transformer_rejects_sequences_longer_than_max_len():
 
 
 def test_transformer_heads_must_divide_width():
-    with pytest.raises(ValueError, match="num_heads"):
-        build("transformer", embed_dim=10, num_heads=4)
+    with pytest.raises(ValueError, match=r"model.embed_dim=10 must be divisible by model.num_heads=4"):
+        build_model("transformer", "model.embed_dim=10", "model.num_heads=4")
 
 
 def test_peephole_cell_matches_a_hand_computed_step():
@@ -172,10 +187,12 @@ def test_peephole_cell_matches_a_hand_computed_step():
     torch.testing.assert_close(seq[:, 1], layer.step(layer.x2g(x), h1, c1)[0])
 
 
-@pytest.mark.parametrize("name", ["rnn", "lstm", "gru", "peephole_lstm", "cnn", "transformer"])
-def test_yaml_defaults_build_a_working_model(name):
-    conf = yaml.safe_load((CONF / f"{name}.yaml").read_text())
-    fields = set(SCHEMAS[("model", name)].__dataclass_fields__)
-    assert set(conf) - {"_target_"} == fields
-    model = instantiate(conf, vocab_size=V, max_len=L).eval()
+@pytest.mark.parametrize("name", TOKEN_MODELS)
+def test_yaml_values_build_a_working_model(name):
+    """The shipped values as they are (what sweeplab-train trains), not the small test sizes."""
+    model = build("model", "data=names", f"model={name}", vocab_size=V, max_len=L).eval()
+    if hasattr(model, "fit_batch"):
+        x = torch.randint(0, V, (8, L))
+        model.fit_batch(x, torch.roll(x, -1, 1))
+        model.finalize()
     assert model(torch.randint(0, V, (2, L))).shape == (2, L, V)

@@ -52,4 +52,4 @@ def test_wheel_ships_configs_and_runs_from_them(tmp_path):
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "_target_: sweeplab.models.gru.GRU" in res.stdout
+    assert "_target_: sweeplab.models.recurrent.Recurrent" in res.stdout and "cell: gru" in res.stdout

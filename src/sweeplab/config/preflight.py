@@ -1,9 +1,10 @@
-"""Check the command line before Hydra launches anything: group options, keys, types and ranges.
+"""Check the command line before Hydra launches anything: group options, keys, types, ranges and rules.
 
-Hydra's own errors for these are multi-line, and a `+model.hidn_dim=3` typo passes it silently; here
-every problem becomes one line naming the key and the closest valid one, and the process exits 2
+Hydra's own errors for these are multi-line tracebacks, and a `+model.hidn_dim=3` typo passes it silently;
+here every problem becomes one line naming the key and the closest valid one, and the process exits 2
 before any run dir is made or torch is imported. Sweeps are checked value by value, and so is a search
 space in hydra.sweeper.params (an hparams_search preset): its choices and both ends of its intervals.
+Works for any primary config in sweeplab.conf (train, eval, generate).
 """
 
 from __future__ import annotations
@@ -11,41 +12,25 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import shutil
 import sys
-from importlib import resources
 
 from hydra import compose, initialize_config_module
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ValidationError
 
-from sweeplab.config.schema import TRAINER_EXTRA_ARGS
-from sweeplab.config.validate import (
-    SCHEMA_GROUPS,
-    check_node,
-    schema_for,
-    suggest_full_key,
-    validate,
-)
+from sweeplab.config.schema import CONFIG_MODULE
+from sweeplab.config.validate import field_type, group_options, show, suggest_full_key, type_name, validate
 from sweeplab.errors import ConfigError, did_you_mean, first_line
 
-CONFIG_MODULE = "sweeplab.conf"
 MAX_COMBOS = 16  # group combinations composed and checked; a larger product is checked on a sample
 
 
-def group_options(group: str) -> list[str] | None:
-    """Options of a config group in the shipped conf/, or None when ``group`` is not a group."""
-    node = resources.files(CONFIG_MODULE)
-    for part in group.split("/"):
-        node = node / part
-    if not node.is_dir():
-        return None
-    return sorted(p.name[:-5] for p in node.iterdir() if p.name.endswith(".yaml"))
-
-
-def _values(o: Override) -> list:
+def _values(o: Override) -> list[str]:
     if o.value_type in (
         ValueType.CHOICE_SWEEP,
         ValueType.SIMPLE_CHOICE_SWEEP,
@@ -68,7 +53,17 @@ def _line(o: Override, value: str) -> str:
     return f"{prefix}{o.get_key_element()}={value}"
 
 
-def check_overrides(args: list[str]) -> None:
+def _check_options(group: str, value: str, options: list[str], where: str = "") -> None:
+    """``value`` is an option of ``group``, or a list of them (``logger=[csv,tensorboard]``)."""
+    names = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
+    for v in (n.strip() for n in names):
+        if v and v not in options and v != "null":
+            raise ConfigError(
+                f"{where}unknown {group} option '{v}'{did_you_mean(v, options)}; options: {', '.join(options)}"
+            )
+
+
+def check_overrides(args: list[str], config_name: str = "train") -> None:
     """Raise ConfigError for the first bad override in ``args`` (Hydra's override syntax)."""
     try:
         overrides = OverridesParser.create().parse_overrides(args)
@@ -82,10 +77,7 @@ def check_overrides(args: list[str]) -> None:
         options = group_options(name)
         if options is not None and o.type != OverrideType.DEL:
             for v in _values(o):
-                if v not in options and v != "null":
-                    raise ConfigError(
-                        f"unknown {name} option '{v}'{did_you_mean(v, options)}; options: {', '.join(options)}"
-                    )
+                _check_options(name, v, options)
             groups.append(o)
         else:
             keys.append(o)
@@ -95,14 +87,14 @@ def check_overrides(args: list[str]) -> None:
     hydra_lines = [o.input_line for o in overrides if o.key_or_group.startswith("hydra")]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         for combo in combos:
-            # One compose per combination (~0.5 s each): further values are applied to a copy below.
+            # One compose per combination: further values of a key sweep are applied to a copy below.
             first = [_line(o, vals[0]) for o in keys if (vals := _values(o))]
             try:
-                cfg = compose("train", overrides=list(combo) + first + hydra_lines, return_hydra_config=True)
+                cfg = compose(config_name, overrides=list(combo) + first + hydra_lines, return_hydra_config=True)
             except Exception as e:
-                _check_keys_exist(combo, keys, hydra_lines)  # the usual cause: name the closest key
-                raise ConfigError(first_line(e)) from None
+                raise _explain(config_name, combo, keys, overrides, e) from None
             choices = dict(cfg.hydra.runtime.choices)
+            _check_hydra(cfg, choices)
             search = _search_space(cfg)
             with open_dict(cfg):
                 del cfg["hydra"]
@@ -115,26 +107,66 @@ def check_overrides(args: list[str]) -> None:
                 for v in _values(o):
                     if options is None:
                         _check_value(cfg, _line(o, v), choices, where="hydra.sweeper.params: ")
-                    elif v not in options:
-                        raise ConfigError(
-                            f"hydra.sweeper.params: unknown {o.key_or_group} option '{v}'"
-                            f"{did_you_mean(v, options)}; options: {', '.join(options)}"
-                        )
+                    else:
+                        _check_options(o.key_or_group, v, options, where="hydra.sweeper.params: ")
 
 
-def _check_keys_exist(combo: tuple, keys: list[Override], hydra_lines: list[str]) -> None:
-    """A plain `key=value` must name an existing key (`+key=` adds one: validate checks it)."""
+def _explain(config_name: str, combo: tuple, keys: list[Override], overrides: list[Override], e: Exception):
+    """Hydra could not compose the config: find the override at fault and say what is wrong with it."""
+    hydra_groups = [o.input_line for o in overrides if o.key_or_group.startswith("hydra") and "/" in o.key_or_group]
     try:
-        base = compose("train", overrides=list(combo) + hydra_lines)
-    except Exception:
-        return
-    for o in keys:
-        if (
-            o.type in (OverrideType.CHANGE, OverrideType.DEL)
-            and OmegaConf.select(base, o.key_or_group, default=KeyError, throw_on_resolution_failure=False) is KeyError
-        ):
-            where = f" with {' '.join(combo)}" if combo else ""
-            raise ConfigError(f"unknown key '{o.key_or_group}'{where}{suggest_full_key(o.key_or_group, base)}")
+        base = compose(config_name, overrides=list(combo) + hydra_groups, return_hydra_config=True)
+    except Exception as base_error:  # a group combination that does not compose
+        return ConfigError(_composition_line(base_error))
+    where = f" with {' '.join(combo)}" if combo else ""
+    hydra_keys = [o for o in overrides if o.key_or_group.startswith("hydra") and "/" not in o.key_or_group]
+    trial = copy.deepcopy(base)
+    for o in [*keys, *hydra_keys]:
+        values = _values(o)
+        if not values:
+            continue
+        (first,) = OverridesParser.create().parse_overrides([_line(o, values[0])])
+        try:
+            _apply(trial, first, where)
+        except ConfigError as err:
+            return err
+    return ConfigError(_composition_line(e))
+
+
+def _composition_line(e: BaseException) -> str:
+    """Hydra wraps OmegaConf's error ("Error merging override ..."): the cause says what is wrong."""
+    cause = e.__cause__ if e.__cause__ is not None and str(e).startswith("Error merging") else e
+    return first_line(cause)
+
+
+def _exists(cfg: DictConfig, key: str) -> bool:
+    return OmegaConf.select(cfg, key, default=KeyError, throw_on_resolution_failure=False) is not KeyError
+
+
+def _apply(cfg: DictConfig, o: Override, where: str = "") -> None:
+    """Apply one override to ``cfg`` the way Hydra does; a failure becomes one line about that override."""
+    key = o.key_or_group
+    if o.type in (OverrideType.CHANGE, OverrideType.DEL) and not _exists(cfg, key):
+        raise ConfigError(f"unknown key '{key}'{where}{suggest_full_key(key, cfg)}")
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config([o], cfg)
+    except Exception as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
+        tp = field_type(cfg, key) if isinstance(cause, ValidationError) else None
+        if tp is not None:
+            raise ConfigError(f"{key}={show(o.value())} has the wrong type: it must be {type_name(tp)}") from None
+        raise ConfigError(f"{o.input_line}: {_composition_line(e)}") from None
+
+
+def _check_value(cfg: DictConfig, line: str, choices: dict, where: str = "") -> None:
+    """Apply one override to a copy of the composed job config, then validate the result."""
+    (o,) = OverridesParser.create().parse_overrides([line])
+    trial = copy.deepcopy(cfg)
+    try:
+        _apply(trial, o)
+        validate(trial, choices)
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
 
 
 def _search_space(cfg) -> list[Override]:
@@ -149,39 +181,36 @@ def _search_space(cfg) -> list[Override]:
         raise ConfigError(f"hydra.sweeper.params: {first_line(e)}") from None
 
 
-def _check_value(cfg, line: str, choices: dict, where: str = "") -> None:
-    """Apply one override to a copy of the composed job config the way Hydra does, then validate it."""
-    (o,) = OverridesParser.create().parse_overrides([line])
-    if (
-        o.type == OverrideType.CHANGE
-        and OmegaConf.select(cfg, o.key_or_group, default=KeyError, throw_on_resolution_failure=False) is KeyError
-    ):
-        raise ConfigError(f"{where}unknown key '{o.key_or_group}'{suggest_full_key(o.key_or_group, cfg)}")
-    trial = copy.deepcopy(cfg)
-    try:
-        ConfigLoaderImpl._apply_overrides_to_config([o], trial)
-        group = o.key_or_group.split(".", 1)[0]
-        if group in SCHEMA_GROUPS and "." in o.key_or_group:  # only that group changed: check just it
-            check_node(
-                trial[group],
-                schema_for(group, choices.get(group), trial[group]),
-                group,
-                extra_keys=TRAINER_EXTRA_ARGS if group == "trainer" else (),
+def _check_hydra(cfg: DictConfig, choices: dict) -> None:
+    """What only the hydra node tells: where the files go, and whether the launcher can run here."""
+    for key in ("run", "sweep"):
+        node = OmegaConf.select(cfg, f"hydra.{key}")
+        raw = OmegaConf.to_container(node, resolve=False).get("dir") if isinstance(node, DictConfig) else None
+        if raw is None or not str(raw).strip():
+            raise ConfigError(
+                f"hydra.{key}.dir is empty: give the directory for the {key}'s files "
+                f"(or leave it out: {_default_dir(key)})"
             )
-        else:
-            validate(trial, choices)
-    except ConfigError as e:
-        raise ConfigError(f"{where}{e}") from None
-    except Exception as e:
-        raise ConfigError(f"{where}{first_line(e)}") from None
+    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    if launcher.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
+        raise ConfigError(
+            f"hydra/launcher={choices.get('hydra/launcher', 'slurm')}: SLURM is not available here (no sbatch on "
+            "PATH); use hydra/launcher=submitit_local to try the same submission path on this machine"
+        )
 
 
-def preflight_or_exit(argv: list[str], prog: str) -> None:
+def _default_dir(key: str) -> str:
+    return "logs/<task_name>/runs/<time>_<id>" if key == "run" else "logs/<task_name>/multiruns/<time>_<id>"
+
+
+def preflight_or_exit(argv: list[str], prog: str, config_name: str = "train") -> None:
+    """Check ``argv`` (a Hydra app's command line) against the config ``config_name``; on a problem print
+    ``<prog>: error: <one line>`` and exit 2."""
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion or args.config_path or args.config_dir:
         return  # Hydra's own modes; a custom config dir is the user's to check
     try:
-        check_overrides(args.overrides)
+        check_overrides(args.overrides, args.config_name or config_name)
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,306 +1,439 @@
-"""Typed schemas: one dataclass per config-group option, registered under (group, option).
+"""Typed schemas of the config groups, with no values: Hydra structured configs in its ConfigStore.
 
-Fields are the option's YAML keys; ``metadata`` holds ranges (gt, ge, lt, le) and allowed values (choices).
-Pure Python on purpose: validation runs before torch is imported. tests/test_config.py checks that every
-YAML has a schema whose fields equal its keys, and that model schemas match the constructors.
+Each dataclass is stored as ``schema/<group>/<name>``; an option's YAML lists it first and holds the only
+values::
+
+    defaults:
+      - /schema/model/recurrent@_here_
+      - _self_
+    _target_: sweeplab.models.recurrent.Recurrent
+    cell: lstm
+    ...
+
+The composed node keeps the dataclass as its type (``OmegaConf.get_type``), so OmegaConf refuses a wrong type
+or an unknown key while composing, and validate.py finds the schema of every node from the node itself,
+also of a user's own option that inherits a shipped one (``defaults: [lstm, _self_]``).
+
+Fields are ``MISSING``: a type and, in ``metadata``, ranges (gt, ge, lt, le) and allowed values (choices).
+Data sets declare the kind of batches they give (``produces``), models and tasks the kind they take
+(``consumes``), so that an image model on text data is refused before anything runs.
+
+Pure Python and Hydra's ConfigStore: validation runs before torch is imported. conf/__init__.py imports
+this module, so the schemas are registered wherever sweeplab.conf is composed.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
-SCHEMAS: dict[tuple[str, str], type] = {}
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+CONFIG_MODULE = "sweeplab.conf"
+SCHEMA_GROUP = "schema"
+
+# Kinds of batches (docs/ARCHITECTURE.md) and the data facts each kind's datamodule hands the model through
+# ``dm.model_kwargs()``: a model's constructor takes these plus its schema's fields.
+TOKENS, IMAGES = "tokens", "images"
+DATA_FACTS: dict[str, tuple[str, ...]] = {
+    TOKENS: ("vocab_size", "max_len"),
+    IMAGES: ("in_channels", "num_classes", "image_size"),
+}
+# Arguments the task constructor gets from the run, not from its YAML.
+TASK_RUN_ARGS = ("net", "optimizer", "scheduler", "loss", "meta")
+# pytorch_lightning.Trainer arguments the run sets from other groups (callbacks, logger) rather than trainer/.
+TRAINER_SET_BY_RUN = ("callbacks", "logger", "enable_checkpointing", "enable_progress_bar")
 
 
-def schema(group: str, *options: str):
+def spec(default: Any = MISSING, **limits: Any):
+    """A field with its limits, e.g. ``spec(ge=0, lt=1)``; the value comes from the YAML. A config that has
+    no YAML (a plain dataclass of options) may give its default here instead."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=limits)
+    return field(default=default, metadata=limits)
+
+
+rng = spec  # the name eval.py and generate.py import
+
+
+def schema(group: str, name: str):
+    """Register the dataclass as ``schema/<group>/<name>`` (listed in the defaults of that group's YAMLs);
+    a primary config's schema has no group (``schema/train``)."""
+
     def register(cls):
-        for option in options:
-            SCHEMAS[(group, option)] = cls
+        ConfigStore.instance().store(group="/".join(filter(None, (SCHEMA_GROUP, group))), name=name, node=cls)
         return cls
 
     return register
 
 
-def rng(default: Any, **limits: Any):
-    """A field with a default and range/choice limits, e.g. ``rng(0.1, ge=0, lt=1)``."""
-    factory = (lambda d=default: list(d)) if isinstance(default, list) else None
-    if factory:
-        return field(default_factory=factory, metadata=limits)
-    return field(default=default, metadata=limits)
+# ---------------------------------------------------------------- bases
+@dataclass
+class Target:
+    """Something Hydra instantiates: ``_target_`` names its class or function."""
+
+    _target_: str = spec()
 
 
-# ---------------------------------------------------------------- top level
+@dataclass
+class Partial(Target):
+    """A factory the task completes: the optimizer with the parameters, the scheduler with the run's length."""
+
+    _partial_: bool = spec(choices=(True,))
+
+
+# ---------------------------------------------------------------- top level (conf/train.yaml)
 @dataclass
 class DivergenceConf:
-    factor: float = rng(3.0, gt=1)
-    patience: int = rng(3, ge=1)
+    factor: float = spec(gt=1)
+    patience: int = spec(ge=1)
 
 
+@schema("", "train")
 @dataclass
-class TopLevel:
-    task_name: str = "train"
-    seed: int = rng(1337, ge=0)
-    monitor: str = "val/loss"
-    monitor_mode: str = rng("min", choices=("min", "max"))
-    ckpt_path: Optional[str] = None
-    overwrite: bool = False
-    divergence: DivergenceConf = field(default_factory=DivergenceConf)
-    test: bool = True
-    num_threads: Optional[int] = rng(None, ge=1)
-
-
-# ---------------------------------------------------------------- optimizer
-@schema("optimizer", "adamw", "adam")
-@dataclass
-class AdamConf:
-    lr: float = rng(1e-3, gt=0)
-    weight_decay: float = rng(0.0, ge=0)
-    betas: list[float] = rng([0.9, 0.999])
-
-
-@schema("optimizer", "sgd")
-@dataclass
-class SGDConf:
-    lr: float = rng(0.1, gt=0)
-    momentum: float = rng(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = rng(0.0, ge=0)
-
-
-# ---------------------------------------------------------------- scheduler
-@dataclass
-class _Warmup:
-    warmup_steps: int = rng(0, ge=0)
-    warmup_epochs: float = rng(0.0, ge=0)
-
-
-schema("scheduler", "constant", "inverse_sqrt")(_Warmup)
-
-
-@schema("scheduler", "step")
-@dataclass
-class StepConf(_Warmup):
-    milestones: list[float] = rng([0.5, 0.75])
-    gamma: float = rng(0.1, gt=0, le=1)
-
-
-@schema("scheduler", "cosine", "linear")
-@dataclass
-class DecayConf(_Warmup):
-    min_lr_ratio: float = rng(0.0, ge=0, le=1)
-
-
-# ---------------------------------------------------------------- loss
-@schema("loss", "cross_entropy", "label_smoothing")
-@dataclass
-class LossConf:
-    label_smoothing: float = rng(0.0, ge=0, lt=1)
-    smoothing_start_epoch: int = rng(0, ge=0)
-
-
-# ---------------------------------------------------------------- trainer
-# Trainer arguments beyond the YAML's may be added with +trainer.<name>=...: they must be real
-# pytorch_lightning.Trainer arguments (tests/test_config.py checks this list against its signature).
-TRAINER_EXTRA_ARGS = (
-    "strategy",
-    "num_nodes",
-    "min_steps",
-    "max_time",
-    "limit_predict_batches",
-    "enable_checkpointing",
-    "enable_progress_bar",
-    "gradient_clip_algorithm",
-    "inference_mode",
-    "use_distributed_sampler",
-    "profiler",
-    "detect_anomaly",
-    "barebones",
-    "plugins",
-    "sync_batchnorm",
-    "reload_dataloaders_every_n_epochs",
-    "model_registry",
-)
-
-
-@schema("trainer", "default", "cpu", "gpu")
-@dataclass
-class TrainerConf:
-    default_root_dir: Optional[str] = None
-    accelerator: str = "auto"
-    devices: Any = 1
-    precision: Any = rng(
-        "32-true",
-        choices=("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", 32, 16, 64, "bf16"),
-    )
-    max_epochs: int = rng(10, ge=-1)
-    max_steps: int = rng(-1, ge=-1)
-    min_epochs: Optional[int] = rng(1, ge=0)
-    gradient_clip_val: Optional[float] = rng(1.0, ge=0)
-    accumulate_grad_batches: int = rng(1, ge=1)
-    log_every_n_steps: int = rng(50, ge=1)
-    val_check_interval: Any = rng(1.0, gt=0)
-    check_val_every_n_epoch: Optional[int] = rng(1, ge=1)
-    limit_train_batches: Any = rng(None, gt=0)
-    limit_val_batches: Any = rng(None, ge=0)
-    limit_test_batches: Any = rng(None, ge=0)
-    num_sanity_val_steps: int = rng(0, ge=-1)
-    fast_dev_run: Any = False
-    overfit_batches: Any = rng(0.0, ge=0)
-    deterministic: Any = False
-    benchmark: Optional[bool] = None
-    enable_model_summary: bool = False
-
-
-# ---------------------------------------------------------------- paths
-@schema("paths", "default")
-@dataclass
-class PathsConf:
-    log_dir: str = "logs"
-    output_dir: str = ""
-    data_dir: str = ""
-
-
-# ---------------------------------------------------------------- tasks
-@schema("task", "names")
-@dataclass
-class LanguageModelTaskConf:
-    num_samples: int = rng(20, ge=0)
-    sample_temperature: float = rng(1.0, gt=0)
-    sample_prefix: str = ""
-    max_new_tokens: int = rng(32, ge=1)
-
-
-schema("task", "codesearchnet")(LanguageModelTaskConf)
-
-
-@schema("task", "lensing")
-@dataclass
-class ImageClassifierTaskConf:
-    mixup_alpha: float = rng(0.0, ge=0)
-    cutmix_alpha: float = rng(0.0, ge=0)
+class TrainConf:
+    task_name: str = spec()
+    seed: int = spec(ge=0)
+    monitor: str = spec()
+    monitor_mode: str = spec(choices=("min", "max"))
+    ckpt_path: Optional[str] = spec()
+    overwrite: bool = spec()
+    divergence: DivergenceConf = spec()
+    test: bool = spec()
+    num_threads: Optional[int] = spec(ge=1)
+    # Groups: the chosen option brings its own schema (``group``: the node must have one). callbacks and
+    # logger hold named items, each with its own schema, any of them null.
+    data: Any = spec(group=True)
+    task: Any = spec(group=True)
+    model: Any = spec(group=True)
+    optimizer: Any = spec(group=True)
+    scheduler: Any = spec(group=True)
+    loss: Any = spec(group=True)
+    trainer: Any = spec(group=True)
+    callbacks: Any = spec(items=True)
+    logger: Any = spec(items=True)
+    paths: Any = spec(group=True)
 
 
 # ---------------------------------------------------------------- data
 @schema("data", "names")
 @dataclass
-class NamesDataConf:
-    path: Optional[str] = None
-    split: list[float] = rng([0.8, 0.1, 0.1])
-    split_seed: int = rng(42, ge=0)
-    block_size: int = rng(3, ge=1)
-    batch_size: int = rng(32, ge=1)
-    num_workers: int = rng(0, ge=0)
-    lowercase: bool = False
-
-
-@schema("data", "lensing")
-@dataclass
-class LensingDataConf:
-    path: Optional[str] = None
-    classes: list[str] = rng(["no", "sphere", "vort"])
-    test_fraction: float = rng(0.1, gt=0, lt=1)
-    split_seed: int = rng(42, ge=0)
-    image_size: int = rng(64, ge=8)
-    train_per_class: int = rng(1500, ge=2)
-    val_per_class: int = rng(300, ge=1)
-    difficulty: Any = "high"  # high | medium | realistic | [lo, hi]: checked by the datamodule
-    n_subhalos: list[int] = rng([2, 5], ge=1)
-    vortex_points: int = rng(8, ge=2)
-    noise: float = rng(0.0, ge=0)
-    psf_fwhm: float = rng(0.0, ge=0)
-    sim_seed: int = rng(0, ge=0)
-    on_the_fly: bool = False
-    cache_dir: str = ""
-    augment: list[str] = rng([], choices=("rot90", "flip"))
-    batch_size: int = rng(32, ge=1)
-    num_workers: int = rng(0, ge=0)
+class NamesDataConf(Target):
+    produces: ClassVar[str] = TOKENS
+    path: Optional[str] = spec()
+    split: list[float] = spec(ge=0, le=1)
+    split_seed: int = spec(ge=0)
+    block_size: int = spec(ge=1)
+    batch_size: int = spec(ge=1)
+    num_workers: int = spec(ge=0)
+    lowercase: bool = spec()
 
 
 @schema("data", "codesearchnet")
 @dataclass
-class CodeSearchNetDataConf:
-    path: Any = None  # a directory, a glob, a file or a list of these
-    hub: Optional[str] = None
-    language: str = "python"
-    data_dir: str = "~/.cache/sweeplab"
-    cache_dir: Optional[str] = None
-    vocab_size: int = rng(40_000, ge=4)
-    max_seq_len: int = rng(256, ge=1)
-    batch_tokens: int = rng(4096, ge=1)
-    skip_bad_rows: bool = False
-    block_size: int = rng(3, ge=1)
-    adaptive_cutoffs: Optional[list[int]] = rng([2000, 10000], gt=0)
-    num_workers: int = rng(0, ge=0)
+class CodeSearchNetDataConf(Target):
+    produces: ClassVar[str] = TOKENS
+    path: Any = spec()  # a directory, a glob, a file or a list of these
+    hub: Optional[str] = spec()
+    language: str = spec()
+    data_dir: str = spec()
+    cache_dir: Optional[str] = spec()
+    vocab_size: int = spec(ge=4)
+    max_seq_len: int = spec(ge=1)
+    batch_tokens: int = spec(ge=1)
+    skip_bad_rows: bool = spec()
+    block_size: int = spec(ge=1)
+    adaptive_cutoffs: Optional[list[int]] = spec(gt=0)
+    num_workers: int = spec(ge=0)
+
+
+@schema("data", "lensing")
+@dataclass
+class LensingDataConf(Target):
+    produces: ClassVar[str] = IMAGES
+    path: Optional[str] = spec()
+    classes: list[str] = spec()
+    test_fraction: float = spec(gt=0, lt=1)
+    split_seed: int = spec(ge=0)
+    image_size: int = spec(ge=8)
+    train_per_class: int = spec(ge=2)
+    val_per_class: int = spec(ge=1)
+    difficulty: Any = spec()  # high | medium | realistic | [lo, hi]: checked by the datamodule
+    n_subhalos: list[int] = spec(ge=1)
+    vortex_points: int = spec(ge=2)
+    noise: float = spec(ge=0)
+    psf_fwhm: float = spec(ge=0)
+    sim_seed: int = spec(ge=0)
+    on_the_fly: bool = spec()
+    cache_dir: Optional[str] = spec()
+    augment: list[str] = spec(choices=("rot90", "flip"))
+    batch_size: int = spec(ge=1)
+    num_workers: int = spec(ge=0)
+
+
+# ---------------------------------------------------------------- tasks
+@schema("task", "language_model")
+@dataclass
+class LanguageModelTaskConf(Target):
+    consumes: ClassVar[str] = TOKENS
+    num_samples: int = spec(ge=0)
+    sample_temperature: float = spec(gt=0)
+    sample_prefix: str = spec()
+    max_new_tokens: int = spec(ge=1)
+
+
+@schema("task", "classifier")
+@dataclass
+class ClassifierTaskConf(Target):
+    consumes: ClassVar[str] = IMAGES
+    mixup_alpha: float = spec(ge=0)
+    cutmix_alpha: float = spec(ge=0)
 
 
 # ---------------------------------------------------------------- models (language models)
 @dataclass
-class TokenLMConf:
-    """Hyperparameters every neural language model shares (see models/base.py)."""
+class TokenLMConf(Target):
+    """What every neural language model shares (models/base.py)."""
 
-    embed_dim: int = rng(64, ge=1)
-    hidden_dim: int = rng(128, ge=1)
-    num_layers: int = rng(1, ge=1)
-    dropout: float = rng(0.0, ge=0, lt=1)
-    tie_weights: bool = False
-    adaptive_cutoffs: Optional[list[int]] = None
+    consumes: ClassVar[str] = TOKENS
+    embed_dim: int = spec(ge=1)
+    hidden_dim: int = spec(ge=1)
+    num_layers: int = spec(ge=1)
+    dropout: float = spec(ge=0, lt=1)
+    tie_weights: bool = spec()
+    adaptive_cutoffs: Optional[list[int]] = spec(gt=0)
 
 
 @schema("model", "mlp")
 @dataclass
 class MLPConf(TokenLMConf):
-    block_size: int = rng(3, ge=1)
+    block_size: int = spec(ge=1)
 
 
-@schema("model", "rnn", "lstm", "gru", "peephole_lstm")
+@schema("model", "recurrent")
 @dataclass
 class RecurrentConf(TokenLMConf):
-    """Recurrent models: the shared hyperparameters only."""
+    cell: str = spec(choices=("rnn", "lstm", "gru", "peephole_lstm"))
 
 
 @schema("model", "cnn")
 @dataclass
 class CNNConf(TokenLMConf):
-    kernel_size: int = rng(2, ge=1)
+    kernel_size: int = spec(ge=1)
 
 
 @schema("model", "transformer")
 @dataclass
 class TransformerConf(TokenLMConf):
-    num_heads: int = rng(4, ge=1)
+    num_heads: int = spec(ge=1)
 
 
 @schema("model", "ngram")
 @dataclass
-class NGramConf:
-    order: int = rng(2, ge=1, le=6)
-    smoothing: float = rng(1.0, gt=0)
+class NGramConf(Target):
+    consumes: ClassVar[str] = TOKENS
+    order: int = spec(ge=1, le=6)
+    smoothing: float = spec(gt=0)
 
 
 @schema("model", "kn_ngram")
 @dataclass
-class KNNGramConf:
-    order: int = rng(3, ge=1, le=6)
+class KNNGramConf(Target):
+    consumes: ClassVar[str] = TOKENS
+    order: int = spec(ge=1, le=6)
 
 
 # ---------------------------------------------------------------- models (image classifiers)
+@dataclass
+class ImageNetConf(Target):
+    """What every image classifier shares: ``width`` channels, ``depth`` layers per block/stage, dropout."""
+
+    consumes: ClassVar[str] = IMAGES
+    width: int = spec(ge=1)
+    depth: int = spec(ge=1)
+    dropout: float = spec(ge=0, lt=1)
+
+
 @schema("model", "densenet_cbam")
 @dataclass
-class DenseNetCBAMConf:
-    width: int = rng(8, ge=1)
-    depth: int = rng(3, ge=1)
-    dropout: float = rng(0.2, ge=0, lt=1)
-    blocks: int = rng(3, ge=1)
-    reduction: float = rng(0.5, gt=0, le=1)
-    attention_reduction: int = rng(8, ge=1)
-    neck_dim: int = rng(128, ge=1)
+class DenseNetCBAMConf(ImageNetConf):
+    blocks: int = spec(ge=1)
+    reduction: float = spec(gt=0, le=1)
+    attention_reduction: int = spec(ge=1)
+    neck_dim: int = spec(ge=1)
 
 
 @schema("model", "resnet")
 @dataclass
-class ResNetConf:
-    width: int = rng(8, ge=1)
-    depth: int = rng(2, ge=1)
-    dropout: float = rng(0.2, ge=0, lt=1)
-    stages: int = rng(4, ge=1)
+class ResNetConf(ImageNetConf):
+    stages: int = spec(ge=1)
+
+
+# ---------------------------------------------------------------- optimizer
+@schema("optimizer", "adam")
+@dataclass
+class AdamConf(Partial):
+    lr: float = spec(gt=0)
+    weight_decay: float = spec(ge=0)
+    betas: list[float] = spec(ge=0, lt=1)
+
+
+@schema("optimizer", "sgd")
+@dataclass
+class SGDConf(Partial):
+    lr: float = spec(gt=0)
+    momentum: float = spec(ge=0, lt=1)
+    nesterov: bool = spec()
+    weight_decay: float = spec(ge=0)
+
+
+# ---------------------------------------------------------------- scheduler
+@schema("scheduler", "warmup")
+@dataclass
+class WarmupConf(Partial):
+    """tasks/schedules.py: linear warmup of warmup_steps + warmup_epochs, then the schedule's own shape."""
+
+    warmup_steps: int = spec(ge=0)
+    warmup_epochs: float = spec(ge=0)
+
+
+@schema("scheduler", "step")
+@dataclass
+class StepConf(WarmupConf):
+    milestones: list[float] = spec(gt=0, lt=1)  # fractions of the run
+    gamma: float = spec(gt=0, le=1)
+
+
+@schema("scheduler", "decay")
+@dataclass
+class DecayConf(WarmupConf):
+    min_lr_ratio: float = spec(ge=0, le=1)
+
+
+@schema("scheduler", "onecycle")
+@dataclass
+class OneCycleConf(Partial):
+    """torch.optim.lr_scheduler.OneCycleLR; the task fills in total_steps."""
+
+    max_lr: float = spec(gt=0)
+    pct_start: float = spec(gt=0, lt=1)
+    anneal_strategy: str = spec(choices=("cos", "linear"))
+    div_factor: float = spec(gt=0)
+    final_div_factor: float = spec(gt=0)
+
+
+# ---------------------------------------------------------------- loss
+@schema("loss", "loss")
+@dataclass
+class LossConf:
+    label_smoothing: float = spec(ge=0, lt=1)
+    smoothing_start_epoch: int = spec(ge=0)
+
+
+# ---------------------------------------------------------------- trainer
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", 32, 16, 64, "bf16")
+
+
+@schema("trainer", "trainer")
+@dataclass
+class TrainerConf(Target):
+    """Every pytorch_lightning.Trainer argument but TRAINER_SET_BY_RUN (tests/test_config.py checks both)."""
+
+    default_root_dir: Optional[str] = spec()
+    accelerator: str = spec()
+    strategy: str = spec()
+    devices: Any = spec()  # an int, a list of ids, "auto"
+    num_nodes: int = spec(ge=1)
+    precision: Any = spec(choices=PRECISIONS)
+    max_epochs: int = spec(ge=-1)
+    min_epochs: Optional[int] = spec(ge=0)
+    max_steps: int = spec(ge=-1)
+    min_steps: Optional[int] = spec(ge=0)
+    max_time: Any = spec()  # "DD:HH:MM:SS" or {days: .., hours: ..}
+    gradient_clip_val: Optional[float] = spec(ge=0)
+    gradient_clip_algorithm: Optional[str] = spec(choices=("norm", "value", None))
+    accumulate_grad_batches: int = spec(ge=1)
+    log_every_n_steps: int = spec(ge=1)
+    val_check_interval: Any = spec(gt=0)
+    check_val_every_n_epoch: Optional[int] = spec(ge=1)
+    limit_train_batches: Any = spec(gt=0)
+    limit_val_batches: Any = spec(ge=0)
+    limit_test_batches: Any = spec(ge=0)
+    limit_predict_batches: Any = spec(ge=0)
+    num_sanity_val_steps: int = spec(ge=-1)
+    fast_dev_run: Any = spec()  # false, true or a number of batches
+    overfit_batches: Any = spec(ge=0)
+    deterministic: Any = spec(choices=(True, False, "warn", None))
+    benchmark: Optional[bool] = spec()
+    inference_mode: bool = spec()
+    use_distributed_sampler: bool = spec()
+    sync_batchnorm: bool = spec()
+    reload_dataloaders_every_n_epochs: int = spec(ge=0)
+    profiler: Optional[str] = spec(choices=("simple", "advanced", "pytorch", "xla", None))
+    detect_anomaly: bool = spec()
+    barebones: bool = spec()
+    plugins: Any = spec()
+    enable_model_summary: bool = spec()
+    enable_autolog_hparams: bool = spec()
+    model_registry: Optional[str] = spec()
+
+
+# ---------------------------------------------------------------- paths
+@schema("paths", "paths")
+@dataclass
+class PathsConf:
+    log_dir: str = spec()
+    output_dir: str = spec()
+    data_dir: str = spec()
+
+
+# ---------------------------------------------------------------- callbacks (items of conf/callbacks)
+@schema("callbacks", "model_checkpoint")
+@dataclass
+class ModelCheckpointConf(Target):
+    dirpath: Optional[str] = spec()
+    filename: Optional[str] = spec()
+    auto_insert_metric_name: bool = spec()
+    monitor: Optional[str] = spec()
+    mode: str = spec(choices=("min", "max"))
+    save_top_k: int = spec(ge=-1)
+    save_last: Optional[bool] = spec()
+
+
+@schema("callbacks", "early_stopping")
+@dataclass
+class EarlyStoppingConf(Target):
+    monitor: str = spec()
+    mode: str = spec(choices=("min", "max"))
+    patience: int = spec(ge=0)
+    min_delta: float = spec(ge=0)
+    check_finite: bool = spec()
+
+
+@schema("callbacks", "lr_monitor")
+@dataclass
+class LearningRateMonitorConf(Target):
+    logging_interval: Optional[str] = spec(choices=("step", "epoch", None))
+
+
+@schema("callbacks", "progress_bar")
+@dataclass
+class ProgressBarConf(Target):
+    style: str = spec(choices=("auto", "rich", "tqdm", "none"))
+
+
+# ---------------------------------------------------------------- loggers (items of conf/logger)
+@schema("logger", "csv")
+@dataclass
+class CSVLoggerConf(Target):
+    save_dir: str = spec()
+    name: Optional[str] = spec()
+    version: Any = spec()  # a number, a name, or "" for none
+
+
+@schema("logger", "tensorboard")
+@dataclass
+class TensorBoardLoggerConf(CSVLoggerConf):
+    default_hp_metric: bool = spec()

@@ -210,18 +210,19 @@ def frame(ids: np.ndarray, lengths: np.ndarray, bos: int, eos: int, max_seq_len:
 class CodeSearchNetDataModule(pl.LightningDataModule):
     def __init__(
         self,
-        path: str | Sequence[str] | None = None,
-        hub: str | None = None,
-        language: str = "python",
-        data_dir: str = "~/.cache/sweeplab",
-        cache_dir: str | None = None,
-        vocab_size: int = 40_000,
-        max_seq_len: int = 256,
-        batch_tokens: int = 4096,
-        skip_bad_rows: bool = False,
-        block_size: int = 3,
-        adaptive_cutoffs: Sequence[int] | None = (2000, 10000),
-        num_workers: int = 0,
+        *,
+        path: str | Sequence[str] | None,
+        hub: str | None,
+        language: str,
+        data_dir: str,
+        cache_dir: str | None,
+        vocab_size: int,
+        max_seq_len: int,
+        batch_tokens: int,
+        skip_bad_rows: bool,
+        block_size: int,
+        adaptive_cutoffs: Sequence[int] | None,
+        num_workers: int,
     ):
         super().__init__()
         if vocab_size < MIN_VOCAB:

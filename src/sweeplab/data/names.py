@@ -51,13 +51,14 @@ def split_items(items: Sequence[str], fractions: Sequence[float], seed: int) -> 
 class NamesDataModule(pl.LightningDataModule):
     def __init__(
         self,
-        path: str | None = None,
-        split: Sequence[float] = (0.8, 0.1, 0.1),
-        split_seed: int = 42,
-        block_size: int = 3,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        lowercase: bool = False,
+        *,
+        path: str | None,
+        split: Sequence[float],
+        split_seed: int,
+        block_size: int,
+        batch_size: int,
+        num_workers: int,
+        lowercase: bool,
     ):
         super().__init__()
         self.path = Path(path).expanduser() if path else bundled_names()

@@ -16,6 +16,8 @@ from torch import nn
 
 from sweeplab.constants import IGNORE_INDEX
 
+MIN_TAIL = 2  # tokens the last tail cluster of an adaptive softmax must hold
+
 
 def sequence_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
     """(summed NLL over non-padded targets, number of such targets); no host sync."""
@@ -32,12 +34,13 @@ def sequence_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: f
 class TokenLM(nn.Module):
     def __init__(
         self,
+        *,
         vocab_size: int,
         embed_dim: int,
         out_dim: int,
-        dropout: float = 0.0,
-        tie_weights: bool = False,
-        adaptive_cutoffs: Sequence[int] | None = None,
+        dropout: float,
+        tie_weights: bool,
+        adaptive_cutoffs: Sequence[int] | None,
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -46,18 +49,16 @@ class TokenLM(nn.Module):
         # Tying needs the features in embedding space: project when the widths differ.
         self.proj = nn.Linear(out_dim, embed_dim) if tie_weights and out_dim != embed_dim else nn.Identity()
         head_in = embed_dim if tie_weights else out_dim
-        self.adaptive = bool(adaptive_cutoffs)
+        if adaptive_cutoffs and tie_weights:
+            raise ValueError("model.tie_weights and model.adaptive_cutoffs cannot be combined")
+        self.cutoffs = fit_cutoffs(adaptive_cutoffs, vocab_size)
+        self.adaptive = bool(self.cutoffs)
         if self.adaptive:
-            if tie_weights:
-                raise ValueError("model.tie_weights and model.adaptive_cutoffs cannot be combined")
-            cutoffs = [c for c in adaptive_cutoffs if 0 < c < vocab_size - 1]
-            if not cutoffs:
-                raise ValueError(
-                    f"model.adaptive_cutoffs={list(adaptive_cutoffs)} leaves no cluster below vocab_size={vocab_size}"
-                )
             # Tail clusters shrink by div_value each; keep the last one at least 1 wide for narrow models.
-            div = min(4.0, head_in ** (1 / len(cutoffs))) if head_in > 1 else 1.0
-            self.head = nn.AdaptiveLogSoftmaxWithLoss(head_in, vocab_size, cutoffs=cutoffs, div_value=max(div, 1.0))
+            div = min(4.0, head_in ** (1 / len(self.cutoffs))) if head_in > 1 else 1.0
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(
+                head_in, vocab_size, cutoffs=self.cutoffs, div_value=max(div, 1.0)
+            )
         else:
             self.head = nn.Linear(head_in, vocab_size)
             if tie_weights:
@@ -85,6 +86,18 @@ class TokenLM(nn.Module):
         keep = targets != IGNORE_INDEX
         out = self.head(h[keep].float(), targets[keep])
         return -out.output.sum(), keep.sum()
+
+
+def fit_cutoffs(cutoffs: Sequence[int] | None, vocab_size: int) -> list[int]:
+    """The adaptive softmax clusters that fit this vocabulary; [] (a full softmax) when none does.
+
+    The cutoffs are a data set's default in vocabulary ranks (e.g. [2000, 10000] for its 40k vocabulary), but
+    a real sample can have far fewer distinct tokens than data.vocab_size: cutoffs past the vocabulary are
+    dropped, and a vocabulary smaller than the head gets the full (exact, and then cheap) softmax.
+    """
+    if not cutoffs:
+        return []
+    return sorted({int(c) for c in cutoffs if 0 < c <= vocab_size - MIN_TAIL})
 
 
 def left_context(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -9,6 +9,8 @@ Receptive field: 1 + (k-1)(2^num_layers - 1) tokens; earlier positions fall out 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,17 +34,25 @@ class CausalConvBlock(nn.Module):
 class CausalCNN(TokenLM):
     def __init__(
         self,
+        *,
         vocab_size: int,
         max_len: int,
-        embed_dim: int = 64,
-        hidden_dim: int = 128,
-        num_layers: int = 4,
-        dropout: float = 0.0,
-        tie_weights: bool = False,
-        adaptive_cutoffs=None,
-        kernel_size: int = 2,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        kernel_size: int,
+        dropout: float,
+        tie_weights: bool,
+        adaptive_cutoffs: Sequence[int] | None,
     ):
-        super().__init__(vocab_size, embed_dim, hidden_dim, dropout, tie_weights, adaptive_cutoffs)
+        super().__init__(
+            vocab_size=vocab_size,
+            embed_dim=embed_dim,
+            out_dim=hidden_dim,
+            dropout=dropout,
+            tie_weights=tie_weights,
+            adaptive_cutoffs=adaptive_cutoffs,
+        )
         self.inp = nn.Conv1d(embed_dim, hidden_dim, 1)
         self.blocks = nn.ModuleList(CausalConvBlock(hidden_dim, kernel_size, 2**l, dropout) for l in range(num_layers))
         self.receptive_field = 1 + (kernel_size - 1) * (2**num_layers - 1)

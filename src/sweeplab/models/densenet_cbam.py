@@ -93,16 +93,17 @@ class Transition(nn.Sequential):
 class DenseNetCBAM(nn.Module):
     def __init__(
         self,
+        *,
         in_channels: int,
         num_classes: int,
         image_size: int,
-        width: int = 8,
-        depth: int = 3,
-        dropout: float = 0.2,
-        blocks: int = 3,
-        reduction: float = 0.5,
-        attention_reduction: int = 8,
-        neck_dim: int = 128,
+        width: int,
+        depth: int,
+        dropout: float,
+        blocks: int,
+        reduction: float,
+        attention_reduction: int,
+        neck_dim: int,
     ):
         super().__init__()
         self.num_classes = num_classes

@@ -28,7 +28,7 @@ COMPACT_EVERY = 4_000_000  # raw keys buffered before merging them into the sort
 
 
 class KneserNeyNGram(nn.Module):
-    def __init__(self, vocab_size: int, max_len: int, order: int = 3):
+    def __init__(self, *, vocab_size: int, max_len: int, order: int):
         super().__init__()
         if order < 1:
             raise ValueError(f"model.order={order} must be at least 1")

@@ -8,6 +8,8 @@ Applied to every position of a sequence at once, which equals the seed's per-win
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 from sweeplab.models.base import TokenLM, left_context
@@ -16,17 +18,25 @@ from sweeplab.models.base import TokenLM, left_context
 class MLP(TokenLM):
     def __init__(
         self,
+        *,
         vocab_size: int,
         max_len: int,
-        block_size: int = 3,
-        embed_dim: int = 10,
-        hidden_dim: int = 200,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        tie_weights: bool = False,
-        adaptive_cutoffs=None,
+        block_size: int,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        dropout: float,
+        tie_weights: bool,
+        adaptive_cutoffs: Sequence[int] | None,
     ):
-        super().__init__(vocab_size, embed_dim, hidden_dim, dropout, tie_weights, adaptive_cutoffs)
+        super().__init__(
+            vocab_size=vocab_size,
+            embed_dim=embed_dim,
+            out_dim=hidden_dim,
+            dropout=dropout,
+            tie_weights=tie_weights,
+            adaptive_cutoffs=adaptive_cutoffs,
+        )
         self.block_size = block_size
         layers, width = [], block_size * embed_dim
         for _ in range(num_layers):

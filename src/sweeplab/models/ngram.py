@@ -18,7 +18,7 @@ MAX_TABLE = 50_000_000
 
 
 class NGram(nn.Module):
-    def __init__(self, vocab_size: int, max_len: int, order: int = 2, smoothing: float = 1.0):
+    def __init__(self, *, vocab_size: int, max_len: int, order: int, smoothing: float):
         super().__init__()
         if vocab_size**order > MAX_TABLE:
             raise ValueError(

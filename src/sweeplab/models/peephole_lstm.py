@@ -7,8 +7,9 @@
     o_t = σ(W_xo x_t + W_ho h_{t-1} + w_co ⊙ c_t + b_o)         output gate sees the new cell
     h_t = o_t ⊙ tanh(c_t)
 The peephole weights w_c· are diagonal (vectors). The input terms W_x· x_t + b· are computed for all
-timesteps in one matmul; only the recurrent part loops over time. Layers are stacked ``num_layers``
-deep with dropout between them, on the embeddings and on the top layer's output.
+timesteps in one matmul; only the recurrent part loops over time. ``PeepholeLSTM`` stacks ``num_layers``
+of them with dropout between, like nn.LSTM; the language model around it is models/recurrent.py
+(``cell: peephole_lstm``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import math
 
 import torch
 from torch import nn
-
-from sweeplab.models.base import TokenLM
 
 
 class PeepholeLSTMLayer(nn.Module):
@@ -56,24 +55,17 @@ class PeepholeLSTMLayer(nn.Module):
         return torch.stack(out, dim=1)
 
 
-class PeepholeLSTM(TokenLM):
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        embed_dim: int = 64,
-        hidden_dim: int = 128,
-        num_layers: int = 2,
-        dropout: float = 0.0,
-        tie_weights: bool = False,
-        adaptive_cutoffs=None,
-    ):
-        super().__init__(vocab_size, embed_dim, hidden_dim, dropout, tie_weights, adaptive_cutoffs)
-        self.layers = nn.ModuleList(
-            PeepholeLSTMLayer(embed_dim if l == 0 else hidden_dim, hidden_dim) for l in range(num_layers)
-        )
+class PeepholeLSTM(nn.Module):
+    """``num_layers`` peephole layers with dropout between them, called like nn.LSTM: ``x -> (out, None)``."""
 
-    def body(self, x):
-        for layer in self.layers:
-            x = self.drop(layer(x))  # between layers and after the top one
-        return x
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            PeepholeLSTMLayer(input_size if l == 0 else hidden_size, hidden_size) for l in range(num_layers)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:  # [B, T, I] -> [B, T, H]
+        for l, layer in enumerate(self.layers):
+            x = layer(self.drop(x) if l else x)
+        return x, None

@@ -36,13 +36,14 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     def __init__(
         self,
+        *,
         in_channels: int,
         num_classes: int,
         image_size: int,
-        width: int = 8,
-        depth: int = 2,
-        dropout: float = 0.2,
-        stages: int = 4,
+        width: int,
+        depth: int,
+        dropout: float,
+        stages: int,
     ):
         super().__init__()
         self.num_classes = num_classes

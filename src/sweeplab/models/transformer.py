@@ -10,6 +10,7 @@ width, ``hidden_dim`` the MLP width, ``num_heads`` the number of attention heads
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,19 +55,27 @@ class Block(nn.Module):
 class Transformer(TokenLM):
     def __init__(
         self,
+        *,
         vocab_size: int,
         max_len: int,
-        embed_dim: int = 64,
-        hidden_dim: int = 256,
-        num_layers: int = 4,
-        dropout: float = 0.0,
-        tie_weights: bool = False,
-        adaptive_cutoffs=None,
-        num_heads: int = 4,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        num_heads: int,
+        dropout: float,
+        tie_weights: bool,
+        adaptive_cutoffs: Sequence[int] | None,
     ):
         if embed_dim % num_heads:
             raise ValueError(f"model.embed_dim={embed_dim} must be divisible by model.num_heads={num_heads}")
-        super().__init__(vocab_size, embed_dim, embed_dim, dropout, tie_weights, adaptive_cutoffs)
+        super().__init__(
+            vocab_size=vocab_size,
+            embed_dim=embed_dim,
+            out_dim=embed_dim,
+            dropout=dropout,
+            tie_weights=tie_weights,
+            adaptive_cutoffs=adaptive_cutoffs,
+        )
         self.max_len = max_len
         self.pos = nn.Embedding(max_len, embed_dim)
         self.blocks = nn.ModuleList(Block(embed_dim, hidden_dim, num_heads, dropout) for _ in range(num_layers))
