@@ -21,7 +21,7 @@ def compose_job(overrides: list[str], out_dir: Path):
     from sweeplab.api import compose
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    return compose(overrides, run_dir=out_dir).cfg
+    return compose(overrides, run_dir=out_dir, check=False).cfg
 
 
 def build(group: str, *overrides: str, **kwargs):

@@ -50,10 +50,11 @@ class Composed:
     hydra: DictConfig
 
 
-def compose(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Composed:
+def compose(overrides: Sequence[str] = (), run_dir: str | Path | None = None, check: bool = True) -> Composed:
     """Compose ``conf/train.yaml`` with ``overrides`` (Hydra's override syntax, as on the command line), check it
     as ``sweeplab-train`` does (a ``sweeplab.errors.ConfigError`` with a one-line message), and fix its run dir
-    (``run_dir``, else ``hydra.run.dir``: logs/train/runs/<time>_<id> under the current directory)."""
+    (``run_dir``, else ``hydra.run.dir``: logs/train/runs/<time>_<id> under the current directory). ``check=False``
+    composes without the command line's checks (the run still validates the config before it starts)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.hydra_config import HydraConfig
@@ -63,7 +64,8 @@ def compose(overrides: Sequence[str] = (), run_dir: str | Path | None = None) ->
     from sweeplab.config.preflight import check_overrides
 
     overrides = list(overrides)
-    check_overrides(overrides)
+    if check:
+        check_overrides(overrides)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
     out = Path(run_dir) if run_dir is not None else Path(OmegaConf.select(cfg, "hydra.run.dir"))

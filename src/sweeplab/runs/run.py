@@ -93,12 +93,13 @@ def _run_locked(cfg: DictConfig, ctx: RunContext, out: Path) -> JobResult:
     if problem and not cfg.overwrite:
         raise RunDirError(f"{problem}: cannot tell what {out} holds; move it away, or rerun with overwrite=true")
     t0 = time.perf_counter()
-    dm, dm_error = None, None
+    dm, dm_error, data = None, None, []
     try:
         dm = build_datamodule(cfg)  # constructor only: its data files are part of the identity
-    except BaseException as e:
+        data = data_identity(dm, cfg.data)
+    except BaseException as e:  # bad data: recorded as this attempt's failure below
         dm_error = e
-    identity = {"config": config_identity(cfg, out), "data": data_identity(dm, cfg.data) if dm else []}
+    identity = {"config": config_identity(cfg, out), "data": data}
     fp = fingerprint(identity)
     plan = _plan(cfg, ctx, out, previous if not problem else {"status": "unreadable"}, identity, fp)
     if plan.action == "skip":
