@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeplab.config.validate import validate
 from sweeplab.constants import METRICS_FILE
 from sweeplab.errors import ConfigError
-from sweeplab.io import write_json, write_text
+from sweeplab.io import save_figure, write_json, write_text
 from sweeplab.runs.gpus import claim_gpu
 from sweeplab.runs.record import read_metrics
 
@@ -187,7 +187,15 @@ def train(cfg: DictConfig, out: Path, result: dict) -> None:
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         tested = trainer.test(task, datamodule=dm, ckpt_path=ckpt or None, verbose=False)
         result["final"].update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
-    result.update(task.write_artifacts(out, dm) or {})
+    for name, item in task.artifacts(dm).items():  # the task's files: text, or matplotlib Figures
+        if isinstance(item, str):
+            write_text(out / name, item)
+        else:
+            import matplotlib.pyplot as plt
+
+            save_figure(item, out / name)
+            plt.close(item)  # frees a pyplot figure; nothing to do for a pyplot-free Figure
+    result.update(task.record_fields())
     torch.set_grad_enabled(True)
 
 
