@@ -355,6 +355,7 @@ def test_beam_of_one_is_greedy_on_a_trained_model(run_job, csn_dir, hf_cache):
         "model=lstm",
         "trainer.max_epochs=3",
         "optimizer.lr=1e-2",
+        "scheduler.warmup_steps=10",  # the run is 75 steps: the default 100-step warmup is refused
         "data.adaptive_cutoffs=null",
     )
     assert m["status"] == "completed", m.get("error")

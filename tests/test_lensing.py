@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build
+from conftest import assert_image, build
 from sweeplab.data import lensing_sim as ls
 from sweeplab.errors import DataError
 
@@ -310,9 +310,15 @@ def test_each_network_fast_dev_run_64px(model, on_the_fly, run_job, lensing_cach
     assert m["data"]["image_size"] == 64
     for key in ("test/loss", "test/acc", "test/f1", "test/auc", "test/auc_vort"):
         assert math.isfinite(m["final"][key]), key
-    assert (out / "roc.png").stat().st_size > 0 and (out / "confusion.png").stat().st_size > 0
-    conf = m["classification"]["confusion_matrix"]
+    assert_image(out / "roc.png")  # written by the run from the figures the task returned
+    assert_image(out / "confusion.png")
+    block = m["classification"]
+    conf = block["confusion_matrix"]
     assert len(conf) == 3 and sum(map(sum, conf)) == m["data"]["test_items"] == 3  # 10 % of 6, at least 1 per class
+    # the class names come from the datamodule: in the block and in the logged per-class AUCs
+    assert block["split"] == "test" and block["classes"] == ["no", "sphere", "vort"]
+    assert block["auc_per_class"] == {n: m["final"][f"test/auc_{n}"] for n in block["classes"]}
+    assert block["acc"] == pytest.approx(sum(conf[i][i] for i in range(3)) / 3)
 
 
 def test_short_training_beats_chance(run_job, lensing_cache):

@@ -1,8 +1,10 @@
+import functools
 import math
 
 import pytest
 import torch
 
+from sweeplab.errors import ConfigError
 from sweeplab.tasks import schedules
 
 
@@ -41,3 +43,35 @@ def test_shapes_after_warmup():
     assert step[49] == 1.0 and step[50] == pytest.approx(0.1) and step[80] == pytest.approx(0.01)
     inv = lrs(schedules.inverse_sqrt, warmup_steps=25)
     assert inv[24] == pytest.approx(1.0) and inv[99] == pytest.approx(math.sqrt(25 / 100), rel=0.02)
+
+
+# ------------------------------------------------------------------ completion from the run's length
+def completed(factory, total=40, per_epoch=8):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    return schedules.complete(factory, opt, total, per_epoch)
+
+
+def test_torch_schedulers_get_the_facts_their_signature_names():
+    from torch.optim import lr_scheduler
+
+    assert completed(functools.partial(lr_scheduler.OneCycleLR, max_lr=0.1)).total_steps == 40
+    assert completed(functools.partial(lr_scheduler.CosineAnnealingLR, eta_min=0.01)).T_max == 40
+    assert completed(functools.partial(lr_scheduler.CosineAnnealingLR, T_max=7)).T_max == 7  # the YAML's value wins
+    step = completed(functools.partial(lr_scheduler.StepLR, step_size=3))  # takes none of them: gets none
+    assert step.step_size == 3
+    ours = completed(functools.partial(schedules.linear, warmup_epochs=1.0))  # ours take total_steps and per-epoch
+    assert ours.lr_lambdas[0](7) == pytest.approx(1.0) and ours.lr_lambdas[0](39) == pytest.approx(1 / 32)
+
+
+def test_warmup_length_and_check():
+    assert schedules.warmup_length(10, 5, 1.5) == 20
+    schedules.check_warmup(functools.partial(schedules.cosine, warmup_steps=39), 40, 8)  # shorter than the run
+    schedules.check_warmup(functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1.0), 1, 1)  # no warmup
+    with pytest.raises(ConfigError) as err:
+        schedules.check_warmup(functools.partial(schedules.cosine, warmup_steps=40), 40, 8)
+    assert str(err.value) == (
+        "scheduler.warmup_steps=40 is as long as the whole run: 40 optimizer steps (8 per epoch); "
+        "the warmup must be < 40 steps (shorten it or train longer)"
+    )
+    with pytest.raises(ConfigError, match=r"^scheduler.warmup_epochs=6.0 \(48 steps\) is as long"):
+        schedules.check_warmup(functools.partial(schedules.constant, warmup_epochs=6.0), 40, 8)

@@ -39,7 +39,9 @@ def evaluate(target: str, opts: EvalConf, data_overrides: list[str]) -> dict:
     dm.load_state_dict(ckpt.get(type(dm).__qualname__, {}) or {k: meta[k] for k in ("vocab",) if k in meta})
     dm.prepare_data()
     dm.setup("test")
-    task = instantiate(cfg.task, _partial_=True)(net=net, meta=meta)
+    task = instantiate(cfg.task, _partial_=True)(
+        net=net, optimizer=None, scheduler=None, loss=OmegaConf.to_container(cfg.loss), meta=meta
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         logger=False,

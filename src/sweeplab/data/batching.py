@@ -3,6 +3,10 @@
 Sequences are stored once as one padded tensor; a batch is a single fancy-index of it, trimmed to the
 longest sequence in the batch. That keeps the per-step data cost to microseconds, which matters when
 tiny models run thousands of steps.
+
+The loaders are ordinary DataLoaders (a row sampler and a batch size, or a ``batch_sampler``) over datasets
+that fetch a whole batch at once through ``__getitems__``: Lightning can then rebuild them with another
+sampler (``trainer.overfit_batches`` swaps in a sequential one, DDP a distributed one) and still get batches.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from sweeplab.constants import IGNORE_INDEX
 
@@ -27,8 +31,13 @@ def pad_lm_pairs(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     return x, y
 
 
+def whole_batch(batch):
+    """The DataLoader's collate_fn: ``__getitems__`` already returned the batch."""
+    return batch
+
+
 class PaddedPairs(Dataset):
-    """Indexed by a list of row indices; returns one (x, y) batch trimmed to its longest row."""
+    """Row ``i`` is one (x, y) pair; a list of rows is one (x, y) batch trimmed to its longest row."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
         self.x, self.y = x, y
@@ -42,16 +51,26 @@ class PaddedPairs(Dataset):
         width = int(self.lengths[rows].max())
         return self.x[rows, :width], self.y[rows, :width]
 
+    __getitems__ = __getitem__  # the DataLoader's batched fetch: one gather per batch, not one per row
+
 
 def batch_loader(
-    data: PaddedPairs, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int | None = None, batch_sampler=None
+    data: PaddedPairs | PackedPairs,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int | None = None,
+    batch_sampler=None,
 ) -> DataLoader:
-    if batch_sampler is None:
+    """Batches of ``batch_size`` rows (shuffled with ``seed``, or torch's global generator), or those of
+    ``batch_sampler`` (lists of rows, e.g. a TokenBudgetSampler; it shuffles itself)."""
+    if batch_sampler is not None:
+        order = {"batch_sampler": batch_sampler}
+    else:
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        base = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
-        batch_sampler = BatchSampler(base, batch_size, drop_last=False)
+        order = {"batch_size": batch_size, "shuffle": shuffle, "generator": generator}
     return DataLoader(
-        data, sampler=batch_sampler, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0
+        data, collate_fn=whole_batch, num_workers=num_workers, persistent_workers=num_workers > 0, **order
     )
 
 
@@ -82,14 +101,17 @@ class PackedPairs(Dataset):
         return len(self.lengths)
 
     def __getitem__(self, rows):
-        rows = torch.as_tensor(rows, dtype=torch.long)
+        one = isinstance(rows, int)
+        rows = torch.as_tensor([rows] if one else rows, dtype=torch.long)
         lengths = self.lengths[rows]
         pos = torch.arange(int(lengths.max()))
         inside = pos[None, :] < lengths[:, None]
         idx = (self.offsets[rows, None] + pos[None, :]).clamp(max=len(self.flat) - 2)
         x = torch.where(inside, self.flat[idx].long(), self.pad_id)
         y = torch.where(inside, self.flat[idx + 1].long(), IGNORE_INDEX)
-        return x, y
+        return (x[0], y[0]) if one else (x, y)
+
+    __getitems__ = __getitem__
 
 
 class TokenBudgetSampler(torch.utils.data.Sampler):

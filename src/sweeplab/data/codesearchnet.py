@@ -474,7 +474,9 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         return batch_loader(data, 0, shuffle, self.num_workers, batch_sampler=self._sampler(split, shuffle))
 
     def train_dataloader(self):
-        return self._loader("train", True)
+        # Lightning turns shuffling off for trainer.overfit_batches by swapping the loader's sampler, which a
+        # batch_sampler that shuffles itself does not have: the same batches every epoch, as on other data.
+        return self._loader("train", not (self.trainer and self.trainer.overfit_batches))
 
     def val_dataloader(self):
         return self._loader("valid", False)

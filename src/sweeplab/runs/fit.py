@@ -119,9 +119,6 @@ def write_artifacts(task, dm, out: Path, result: dict) -> None:
     """The files the task returns (samples, plots) and its extra record fields, written by the run layer."""
     import matplotlib.pyplot as plt
 
-    if not hasattr(task, "artifacts"):
-        result.update(task.write_artifacts(out, dm) or {})
-        return
     for name, content in task.artifacts(dm).items():
         if isinstance(content, str):
             write_text(out / name, content)

@@ -1,15 +1,26 @@
-"""What every task shares: optimizer with decoupled weight decay, per-step LR schedule, the
-label-smoothing switch, and the hook through which a task leaves its own files in the run dir."""
+"""What every task shares: optimizer with decoupled weight decay, per-step LR schedule completed with the
+run's length, the label-smoothing switch, and the two hooks through which a task hands the run its files
+(``artifacts``) and extra record fields (``record_fields``). Tasks write no files: the run layer does."""
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
+
+from sweeplab.errors import ConfigError
+from sweeplab.tasks import schedules
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger("sweeplab")
 
 
 def param_groups(net: nn.Module, weight_decay: float):
@@ -24,26 +35,49 @@ def param_groups(net: nn.Module, weight_decay: float):
     return groups
 
 
+class WeightedMean(MeanMetric):
+    """MeanMetric weighted by counts (tokens, images), without a host sync: torchmetrics' own update
+    replaces the weights by ones when nan_strategy="disable", which made every split's loss a mean over
+    batches. Its states are sums, so ranks reduce exactly."""
+
+    def update(self, value: torch.Tensor, weight: torch.Tensor) -> None:
+        self.mean_value += value * weight
+        self.weight += weight
+
+
+def run_length(trainer: pl.Trainer) -> tuple[int, int]:
+    """(optimizer steps in the whole run, optimizer steps per epoch), as Lightning will run them."""
+    total = trainer.estimated_stepping_batches  # sets up the train loader: num_training_batches is then known
+    batches = trainer.num_training_batches
+    if not math.isfinite(total) or not math.isfinite(batches):
+        raise ConfigError("the training data has no length: set trainer.max_steps for the LR schedule")
+    return max(int(total), 1), max(math.ceil(batches / trainer.accumulate_grad_batches), 1)
+
+
+def shortened_for_debugging(trainer: pl.Trainer) -> bool:
+    """Whether a debug option cut the run short (fast_dev_run, overfit_batches, limit_train_batches)."""
+    limit = trainer.limit_train_batches
+    return bool(trainer.fast_dev_run) or trainer.overfit_batches > 0 or isinstance(limit, int) or limit < 1.0
+
+
 class Task(pl.LightningModule):
-    """Base LightningModule: takes any network plus partial optimizer/scheduler from the config."""
+    """Base LightningModule: any network plus partial optimizer/scheduler from the config.
+
+    ``optimizer`` and ``scheduler`` are partials (``None`` for none: count-based models, evaluation);
+    ``loss`` is the loss group (``label_smoothing``, ``smoothing_start_epoch``); ``meta`` is an opaque dict
+    saved as ``checkpoint["sweeplab"]``, everything needed to rebuild the run from the checkpoint alone.
+    """
 
     def __init__(
-        self,
-        net: nn.Module,
-        optimizer: Callable | None = None,
-        scheduler: Callable | None = None,
-        loss: dict | None = None,
-        meta: dict | None = None,
+        self, *, net: nn.Module, optimizer: Callable | None, scheduler: Callable | None, loss: dict, meta: dict
     ):
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        loss = dict(loss or {})
-        self.label_smoothing = float(loss.get("label_smoothing", 0.0))
-        self.smoothing_start_epoch = int(loss.get("smoothing_start_epoch", 0))
-        # Everything needed to rebuild the run from the checkpoint alone: resolved config, vocabulary, data facts.
-        self.meta = meta or {}
+        self.label_smoothing = float(loss["label_smoothing"])
+        self.smoothing_start_epoch = int(loss["smoothing_start_epoch"])
+        self.meta = meta
 
     @property
     def trainable(self) -> bool:
@@ -59,10 +93,12 @@ class Task(pl.LightningModule):
         optimizer = self.optimizer_factory(param_groups(self.net, wd))
         if self.scheduler_factory is None:
             return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        per_epoch = total / epochs if self.trainer.max_steps in (-1, None) else total / max(epochs, 1)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
+        total, per_epoch = run_length(self.trainer)
+        if shortened_for_debugging(self.trainer):
+            log.info("debug run of %d optimizer steps: a longer warmup is cut to the run", total)
+        else:
+            schedules.check_warmup(self.scheduler_factory, total, per_epoch)
+        scheduler = schedules.complete(self.scheduler_factory, optimizer, total, per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # Validation and test run the same code on their own split: subclasses write _eval_step and
@@ -88,10 +124,11 @@ class Task(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sweeplab"] = self.meta
 
-    def write_artifacts(self, out_dir: Path, datamodule) -> dict:
-        """Task-specific files after testing (samples, ROC curves...); returns extra metrics.json fields."""
+    def artifacts(self, datamodule) -> dict[str, str | Figure]:
+        """Files for the run dir after testing, by file name: text (samples.txt) or a matplotlib Figure
+        (roc.png). The run layer writes them."""
         return {}
 
-    @staticmethod
-    def scalar(x: torch.Tensor | float) -> float:
-        return float(x.detach().cpu()) if isinstance(x, torch.Tensor) else float(x)
+    def record_fields(self) -> dict:
+        """Extra fields for metrics.json (e.g. the classifier's confusion matrix)."""
+        return {}

@@ -2,64 +2,86 @@
 
 Cross-entropy with the base class's label-smoothing switch, optional mixup / cutmix, and epoch-level
 metrics for val and test: accuracy, macro-F1, per-class and macro one-vs-rest ROC-AUC and the confusion
-matrix. Every metric is computed once over the whole epoch's predictions (the seed averaged F1 per batch,
-which is not the F1 of the epoch). ``write_artifacts`` leaves roc.png and confusion.png in the run dir.
+matrix. They are stateful torchmetrics, updated per batch and computed over the whole epoch (on every
+rank's share together under DDP), then reset. ``artifacts`` returns roc.png and confusion.png,
+``record_fields`` the ``classification`` block of metrics.json.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import warnings
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    binary_roc,
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassROC,
 )
 
-from sweeplab.tasks.base import Task
+from sweeplab.tasks.base import Task, WeightedMean
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def per_class_auc(probs: torch.Tensor, target: torch.Tensor) -> list[float]:
-    """One-vs-rest ROC-AUC per class; NaN for a class that is absent (or alone) in ``target``, where the
-    AUC is undefined, instead of the 0 torchmetrics would report with a warning."""
-    out = []
-    for c in range(probs.shape[1]):
-        positives = target == c
-        if positives.all() or not positives.any():
-            out.append(math.nan)
-        else:
-            out.append(float(binary_auroc(probs[:, c], positives.long())))
-    return out
+def eval_metrics(num_classes: int) -> MetricCollection:
+    """One split's metrics, fed (probabilities [B, K], targets [B]) per batch. AUROC and ROC share their
+    state (all the scores: exact, not binned), torchmetrics' compute groups keep it once."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "auc": MulticlassAUROC(num_classes, average=None, thresholds=None),
+            "roc": MulticlassROC(num_classes, thresholds=None),
+            "confusion": MulticlassConfusionMatrix(num_classes),
+        }
+    )
 
 
-def nanmean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
+def compute_metrics(metrics: MetricCollection, names: list[str]) -> dict:
+    """The epoch's values: ``acc``, ``f1``, ``auc`` (macro), ``auc_<name>`` per class, ``confusion`` [K, K]
+    (rows: true class) and ``roc`` {name: (fpr, tpr)}. A class that is absent from the split (or the only
+    one in it) has no AUC: NaN, left out of the macro mean and of the ROC plot, instead of the 0
+    torchmetrics reports with a warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
+        values = metrics.compute()
+    confusion = values["confusion"].cpu()
+    counts = confusion.sum(1)
+    defined = (counts > 0) & (counts < counts.sum())
+    aucs = torch.where(defined, values["auc"].cpu().float(), math.nan)
+    fpr, tpr, _ = values["roc"]
+    return {
+        "acc": float(values["acc"]),
+        "f1": float(values["f1"]),
+        "auc": float(aucs[defined].mean()) if defined.any() else math.nan,
+        **{f"auc_{name}": float(a) for name, a in zip(names, aucs)},
+        "confusion": confusion,
+        "roc": {name: (fpr[c].cpu(), tpr[c].cpu()) for c, name in enumerate(names) if defined[c]},
+    }
 
 
 class ImageClassifierTask(Task):
-    def __init__(
-        self,
-        net,
-        optimizer=None,
-        scheduler=None,
-        loss=None,
-        meta=None,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-    ):
-        super().__init__(net, optimizer, scheduler, loss, meta)
-        self.num_classes = int(getattr(net, "num_classes", 0) or self.meta.get("model_kwargs", {})["num_classes"])
-        names = self.meta.get("class_names") or [str(i) for i in range(self.num_classes)]
-        self.class_names = list(names)
+    def __init__(self, *, net, optimizer, scheduler, loss, meta, mixup_alpha: float, cutmix_alpha: float):
+        super().__init__(net=net, optimizer=optimizer, scheduler=scheduler, loss=loss, meta=meta)
+        self.num_classes = int(getattr(net, "num_classes", 0) or meta["model_kwargs"]["num_classes"])
+        self.class_names = [str(i) for i in range(self.num_classes)]  # the datamodule's, in setup()
         self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
-        self._outputs: dict[str, tuple[list, list, list]] = {}
-        self.results: dict[str, dict] = {}  # the last epoch's metrics per split, for write_artifacts
+        # (ModuleDict keys cannot be "train": that is nn.Module.train.)
+        self.metrics = torch.nn.ModuleDict({f"{s}_": eval_metrics(self.num_classes) for s in ("val", "test")})
+        self.loss_mean = torch.nn.ModuleDict({f"{s}_": WeightedMean(nan_strategy="disable") for s in ("val", "test")})
+        self.results: dict[str, dict] = {}  # the last epoch's values per split, for artifacts and record_fields
+
+    def setup(self, stage: str) -> None:
+        names = getattr(self.trainer.datamodule, "class_names", None)
+        if names is not None and len(names) == self.num_classes:
+            self.class_names = list(names)
 
     def forward(self, x):
         return self.net(x)
@@ -102,93 +124,77 @@ class ImageClassifierTask(Task):
     # -------------------------------------------------------------- evaluation
     def _eval_step(self, batch, split: str) -> None:
         x, y = batch
-        logits = self.net(x)
-        loss, probs, targets = self._outputs.setdefault(split, ([], [], []))
-        loss.append(F.cross_entropy(logits, y, reduction="sum").detach())  # plain CE: comparable across epochs
-        probs.append(logits.softmax(-1).detach().float().cpu())
-        targets.append(y.detach().cpu())
+        logits = self.net(x).float()
+        # plain CE (no smoothing): comparable across epochs
+        self.loss_mean[f"{split}_"].update(F.cross_entropy(logits, y), torch.tensor(len(y), device=y.device))
+        self.metrics[f"{split}_"].update(logits.softmax(-1), y)
 
     def _eval_epoch_end(self, split: str) -> None:
-        if split not in self._outputs:
+        loss, metrics = self.loss_mean[f"{split}_"], self.metrics[f"{split}_"]
+        if not loss.update_called:
             return
-        loss, probs, target = self._outputs.pop(split)
-        probs, target = torch.cat(probs), torch.cat(target)
-        k = self.num_classes
-        aucs = per_class_auc(probs, target)
-        preds = probs.argmax(1)
-        res = {
-            "loss": float(torch.stack(loss).sum().cpu()) / len(target),
-            "acc": float(multiclass_accuracy(preds, target, k, average="micro")),
-            "f1": float(multiclass_f1_score(preds, target, k, average="macro")),
-            "auc": nanmean(aucs),
-            **{f"auc_{name}": a for name, a in zip(self.class_names, aucs)},
-        }
-        self.log_dict({f"{split}/{key}": value for key, value in res.items()}, prog_bar=(split == "val"))
-        self.results[split] = {
-            **res,
-            "probs": probs,
-            "target": target,
-            "confusion": multiclass_confusion_matrix(preds, target, k),
-        }
+        res = {"loss": float(loss.compute()), **compute_metrics(metrics, self.class_names)}
+        loss.reset()
+        metrics.reset()
+        scalars = {k: v for k, v in res.items() if isinstance(v, float)}
+        self.log_dict({f"{split}/{key}": value for key, value in scalars.items()}, prog_bar=(split == "val"))
+        self.results[split] = res
 
     # -------------------------------------------------------------- artifacts
-    def write_artifacts(self, out_dir: Path, datamodule) -> dict:
-        """roc.png and confusion.png from the test split (validation when the run did not test)."""
+    def _reported(self) -> tuple[str, dict | None]:
+        """The test split's results, or validation's when the run did not test."""
         split = "test" if "test" in self.results else "val"
-        res = self.results.get(split)
+        return split, self.results.get(split)
+
+    def artifacts(self, datamodule) -> dict[str, Figure]:
+        split, res = self._reported()
         if res is None:
             return {}
-        names = list(getattr(datamodule, "class_names", None) or self.class_names)
-        plot_roc(res["probs"], res["target"], names, Path(out_dir) / "roc.png", f"{split} split")
-        plot_confusion(res["confusion"], names, Path(out_dir) / "confusion.png", f"{split} split")
+        return {
+            "roc.png": plot_roc(res["roc"], res, f"{split} split"),
+            "confusion.png": plot_confusion(res["confusion"], self.class_names, f"{split} split"),
+        }
+
+    def record_fields(self) -> dict:
+        split, res = self._reported()
+        if res is None:
+            return {}
         return {
             "classification": {
                 "split": split,
-                "classes": names,
+                "classes": self.class_names,
                 "confusion_matrix": res["confusion"].tolist(),
-                "auc_per_class": {n: res[f"auc_{n}"] for n in names},
+                "auc_per_class": {n: res[f"auc_{n}"] for n in self.class_names},
                 **{k: res[k] for k in ("acc", "f1", "auc", "loss")},
             }
         }
 
 
-def plot_roc(probs: torch.Tensor, target: torch.Tensor, names: list[str], path: Path, title: str) -> None:
-    import matplotlib
+def plot_roc(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], res: dict, title: str) -> Figure:
+    """One-vs-rest ROC curve per class (those with an AUC), from the test collection's ROC."""
+    from matplotlib.figure import Figure  # no pyplot: nothing global to close, safe in any thread
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sweeplab.io import save_figure
-
-    aucs = per_class_auc(probs, target)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    for c, (name, auc) in enumerate(zip(names, aucs)):
-        if not math.isfinite(auc):
-            continue
-        fpr, tpr, _ = binary_roc(probs[:, c], (target == c).long())
-        ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC {auc:.3f})")
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
+    for name, (fpr, tpr) in curves.items():
+        ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC {res[f'auc_{name}']:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"one-vs-rest ROC, {title}: macro AUC {nanmean(aucs):.3f}")
+    ax.set_title(f"one-vs-rest ROC, {title}: macro AUC {res['auc']:.3f}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    save_figure(fig, path)
-    plt.close(fig)
+    return fig
 
 
-def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sweeplab.io import save_figure
-
+def plot_confusion(confusion: torch.Tensor, names: list[str], title: str) -> Figure:
     counts = confusion.numpy()
     rows = counts.sum(1, keepdims=True).clip(min=1)
     frac = counts / rows
-    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 1.2 * len(names) + 1.5))
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.3 * len(names) + 2, 1.2 * len(names) + 1.5))
+    ax = fig.subplots()
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):
@@ -206,5 +212,4 @@ def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path, title:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"confusion, {title} (row-normalised)")
-    save_figure(fig, path)
-    plt.close(fig)
+    return fig

@@ -16,15 +16,18 @@ def _next_logprobs(net, idx: torch.Tensor, max_len: int | None) -> torch.Tensor:
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """Keep the top-k tokens and/or the smallest set whose probability reaches top_p; mask the rest."""
+    """Keep the top-k tokens and/or the nucleus, the smallest set of most likely tokens whose probability
+    reaches top_p (at least the most likely token); mask the rest with -inf. Tokens tied with the last one
+    kept are kept too, so the result never depends on how a sort orders equal values."""
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) >= top_p  # tokens entirely past the nucleus
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+        sorted_logits = torch.sort(logits, descending=True, dim=-1).values
+        probs = sorted_logits.softmax(-1)
+        above = probs.cumsum(-1) - probs  # the mass of the tokens ranked above each one
+        keep = (above < top_p).sum(-1, keepdim=True).clamp(min=1)
+        logits = logits.masked_fill(logits < sorted_logits.gather(-1, keep - 1), float("-inf"))
     return logits
 
 

@@ -1,57 +1,54 @@
-"""One LightningModule for next-token prediction with any causal network (neural or count-based)."""
+"""One LightningModule for next-token prediction with any causal network (neural or count-based).
+
+Vocabulary facts (the unknown-token id) come from the datamodule the Trainer drives: checkpoints keep the
+vocabulary once, in the datamodule's state. ``artifacts`` returns samples.txt.
+"""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
-from torchmetrics import MeanMetric
 
 from sweeplab.constants import IGNORE_INDEX
-from sweeplab.io import write_text
 from sweeplab.models.base import sequence_nll
-from sweeplab.tasks.base import Task
+from sweeplab.tasks.base import Task, WeightedMean
 from sweeplab.tasks.generation import sample
 
 LN2 = math.log(2)
 
 
-class TokenMean(MeanMetric):
-    """MeanMetric weighted by token counts, without a host sync: torchmetrics' own update replaces the
-    weights by ones when nan_strategy="disable", which made every split's loss a mean over batches."""
-
-    def update(self, value: torch.Tensor, weight: torch.Tensor) -> None:
-        self.mean_value += value * weight
-        self.weight += weight
-
-
 class LanguageModelTask(Task):
     def __init__(
         self,
+        *,
         net,
-        optimizer=None,
-        scheduler=None,
-        loss=None,
-        meta=None,
-        num_samples: int = 20,
-        sample_temperature: float = 1.0,
-        sample_prefix: str = "",
-        max_new_tokens: int = 32,
+        optimizer,
+        scheduler,
+        loss,
+        meta,
+        num_samples: int,
+        sample_temperature: float,
+        sample_prefix: str,
+        max_new_tokens: int,
     ):
-        super().__init__(net, optimizer, scheduler, loss, meta)
+        super().__init__(net=net, optimizer=optimizer, scheduler=scheduler, loss=loss, meta=meta)
         self.num_samples, self.sample_temperature = num_samples, sample_temperature
         self.sample_prefix, self.max_new_tokens = sample_prefix, max_new_tokens
         self.counting = hasattr(net, "fit_batch")
         # Counting needs no backward pass: manual optimisation lets training_step return nothing.
         self.automatic_optimization = not self.counting
-        self.unk_id = (self.meta.get("vocab") or {}).get("unk_id")
+        self.unk_id: int | None = None  # from the datamodule's vocabulary, in setup()
         # Token-weighted means: the loss of a split is the mean NLL per predicted token, padding excluded.
         # (ModuleDict keys cannot be "train": that is nn.Module.train.)
-        self.nll = torch.nn.ModuleDict({f"{s}_": TokenMean(nan_strategy="disable") for s in ("val", "test")})
+        self.nll = torch.nn.ModuleDict({f"{s}_": WeightedMean(nan_strategy="disable") for s in ("val", "test")})
         # The train epoch mean is two running tensor sums: a metric update per step costs more than a tiny model.
         self._train_sum = self._train_count = None
-        self.unk = torch.nn.ModuleDict({f"{s}_": TokenMean(nan_strategy="disable") for s in ("val", "test")})
+        self.unk = torch.nn.ModuleDict({f"{s}_": WeightedMean(nan_strategy="disable") for s in ("val", "test")})
+
+    def setup(self, stage: str) -> None:
+        vocab = getattr(self.trainer.datamodule, "vocab", None)
+        self.unk_id = vocab.unk_id if vocab is not None else None
 
     def forward(self, idx):
         return self.net(idx)
@@ -116,7 +113,9 @@ class LanguageModelTask(Task):
             self.net.finalize()
 
     # -------------------------------------------------------------- artifacts
-    def write_artifacts(self, out_dir: Path, datamodule) -> dict:
+    def artifacts(self, datamodule) -> dict[str, str]:
+        """samples.txt: ``num_samples`` continuations of ``sample_prefix``, one a line (seeded: the same
+        model gives the same samples)."""
         if not self.num_samples:
             return {}
         vocab = datamodule.vocab
@@ -137,5 +136,4 @@ class LanguageModelTask(Task):
         )
         self.net.train(was_training)
         texts = [vocab.decode(vocab.lookup(vocab.tokens(self.sample_prefix)) + o) for o in outs]
-        write_text(out_dir / "samples.txt", "\n".join(texts) + "\n")
-        return {}
+        return {"samples.txt": "\n".join(texts) + "\n"}
