@@ -253,6 +253,10 @@ def job_header() -> str | None:
     if hc.mode != RunMode.MULTIRUN:
         return None
     skip = set(hc.job.config.override_dirname.exclude_keys)
-    shown = [o.lstrip("+") for o in hc.overrides.task]
-    shown = [o for o in shown if o.split("=", 1)[0] not in skip and not o.startswith("hydra")]
+    shown = []
+    for line in hc.overrides.task:
+        key, _, value = line.lstrip("+").partition("=")
+        if key not in skip and not key.startswith("hydra"):
+            # the sweeper writes the values it expands as Python does (True); show them as typed (true)
+            shown.append(f"{key}={value.lower() if value in ('True', 'False') else value}")
     return f"== {' '.join(shown) or f'job {hc.job.num}'} =="
