@@ -226,6 +226,18 @@ def test_cli_samples_and_multirun_headers(names_run, tmp_path):
     ]
 
 
+def test_a_sweep_job_dir_named_like_overrides_is_the_run(names_run, tmp_path):
+    job = tmp_path / "multiruns" / "0_model.dropout=0.1,seed=2"
+    shutil.copytree(names_run, job)
+    for run in (job, job.relative_to(tmp_path)):
+        res = cli("-m", "sweeplab.generate", str(run), "greedy=true", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert res.stdout.splitlines() == generate(names_run, greedy=True)
+    missing = Path("multiruns") / "1_seed=3"
+    res = cli("-m", "sweeplab.eval", str(missing), cwd=tmp_path)
+    assert _error_line(res, "sweeplab-eval") == f"no such run dir or checkpoint: {missing}"
+
+
 def test_cfg_job_and_help_print_the_options(names_run, tmp_path):
     res = cli("-m", "sweeplab.generate", str(names_run), "--cfg", "job", "prefix=def train (", "beam_size=4")
     assert res.returncode == 0, res.stderr[-2000:]

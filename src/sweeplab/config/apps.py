@@ -130,6 +130,15 @@ def _flags(args) -> list[str]:
     return out
 
 
+def _is_run_path(arg: str) -> bool:
+    """The first argument is the run unless it is an override; sweep job dirs are named like overrides
+    (`0_model.dropout=0.1,seed=2`), so a path that exists, or has a `/` before its `=`, is the run."""
+    key = arg.partition("=")[0]
+    if "=" not in arg:
+        return not arg.startswith(("~", "+"))
+    return Path(arg).expanduser().exists() or ("/" in key and not key.startswith("hydra/"))
+
+
 def prepare_argv(app: str, argv: list[str], prog: str) -> list[str]:
     """The command line for Hydra: ``prog <run> key=value ...`` → ``run=<run> key=value ...``, text values
     quoted, ``data.*`` added to the (empty) data node. Raises ConfigError / RestoreError for an unknown
@@ -144,7 +153,7 @@ def prepare_argv(app: str, argv: list[str], prog: str) -> list[str]:
     except SystemExit as e:  # argparse has printed its usage and error
         raise SystemExit(2 if e.code else 0) from None
     overrides = list(args.overrides)
-    if overrides and "=" not in overrides[0] and not overrides[0].startswith(("~", "+")):
+    if overrides and _is_run_path(overrides[0]):
         overrides[0] = f"run={_quote(overrides[0])}"
     parser = OverridesParser.create()
     out, checked = [], []
