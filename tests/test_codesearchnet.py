@@ -347,36 +347,6 @@ def test_each_model_fast_dev_run(model, run_job, csn_dir, hf_cache):
     assert (out / "samples.txt").read_text().startswith("def")
 
 
-def test_beam_of_one_is_greedy_on_a_trained_model(run_job, csn_dir, hf_cache):
-    from sweeplab.generate import GenerateConf, generate
-
-    out, m = run_job(
-        *csn_overrides(csn_dir, hf_cache),
-        "model=lstm",
-        "trainer.max_epochs=3",
-        "optimizer.lr=1e-2",
-        "scheduler.warmup_steps=10",  # the run is 75 steps: the default 100-step warmup is refused
-        "data.adaptive_cutoffs=null",
-    )
-    assert m["status"] == "completed", m.get("error")
-    assert m["final"]["test/loss"] < m["data"]["unigram_val_loss"] + 0.5
-    # the vocabulary is saved beside the run as well as in the checkpoint
-    assert json.loads((out / "vocab.json").read_text())["itos"][:4] == ["<pad>", "<unk>", "<eos>", "<bos>"]
-    for prefix in ("def train (", "def __init__ ( self"):
-        greedy = generate(str(out), GenerateConf(greedy=True, prefix=prefix, max_new_tokens=24))
-        beam1 = generate(str(out), GenerateConf(beam_size=1, prefix=prefix, max_new_tokens=24))
-        assert greedy == beam1 and greedy[0].startswith("def")
-    sampled = generate(
-        str(out),
-        GenerateConf(prefix="def train (", num_samples=3, temperature=0.8, top_k=20, top_p=0.9, max_new_tokens=24),
-    )
-    assert len(sampled) == 3 and all(s.startswith("def") for s in sampled)
-    # the checkpoint alone (vocabulary included) reproduces the run's test perplexity
-    from sweeplab.eval import EvalConf, evaluate
-
-    assert evaluate(str(out), EvalConf(), [])["test/loss"] == pytest.approx(m["final"]["test/loss"], rel=1e-4)
-
-
 # ---------------------------------------------------------------- bad input
 def one_line(e: pytest.ExceptionInfo) -> str:
     msg = str(e.value)

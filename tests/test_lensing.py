@@ -346,7 +346,7 @@ def test_short_training_beats_chance(run_job, lensing_cache):
     assert m["final"]["test/auc"] > 0.8 and m["final"]["test/acc"] > 0.55, m["final"]
     assert (out / "roc.png").is_file() and (out / "confusion.png").is_file()
     # the checkpoint alone rebuilds the classifier: sweeplab-eval reproduces the run's test metrics
-    from sweeplab.eval import EvalConf, evaluate
+    from sweeplab.runs.inference import evaluate
 
-    again = evaluate(str(out), EvalConf(), [])
+    again = evaluate(out)
     assert again["test/auc"] == pytest.approx(m["final"]["test/auc"], abs=1e-5)

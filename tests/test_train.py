@@ -61,37 +61,6 @@ def test_run_dir_holds_every_file(trained_names_run):
     assert m["final"]["test/ppl"] == pytest.approx(math.exp(m["final"]["test/loss"]), rel=1e-5)
 
 
-def test_generate_from_checkpoint(trained_names_run):
-    from sweeplab.generate import GenerateConf, generate
-
-    out, _ = trained_names_run
-    names = generate(str(out), GenerateConf(num_samples=8, temperature=0.8, top_k=5, top_p=0.9))
-    assert len(names) == 8 and all(n.isalpha() or n == "" for n in names)
-    greedy = generate(str(out), GenerateConf(greedy=True))
-    beam1 = generate(str(out), GenerateConf(beam_size=1))
-    assert greedy == beam1
-    assert generate(str(out), GenerateConf(prefix="jo", num_samples=3))[0].startswith("jo")
-
-
-def test_eval_reproduces_the_runs_test_metrics(trained_names_run):
-    from sweeplab.eval import EvalConf, evaluate
-
-    out, m = trained_names_run
-    metrics = evaluate(str(out), EvalConf(), [])
-    assert metrics["test/loss"] == pytest.approx(m["final"]["test/loss"], rel=1e-4)
-
-
-def test_generate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
-    bogus = tmp_path / "model.ckpt"
-    bogus.write_text("not a checkpoint")
-    res = cli("-m", "sweeplab.generate", str(bogus))
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [
-        f"sweeplab-generate: error: cannot read checkpoint {bogus}: not a PyTorch checkpoint, or corrupt "
-        "(UnpicklingError)"
-    ]
-
-
 def test_missing_data_file_fails_with_metrics_json(run_job, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         run_job(f"data.path={tmp_path}/nope.txt", "debug=fast_dev_run", name="missing")

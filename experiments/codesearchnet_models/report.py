@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from sweeplab.generate import GenerateConf, generate
+from sweeplab.runs.inference import generate
 
 PREFIX = "def train ("
 ORDER = ["kn_ngram", "cnn", "lstm", "transformer"]
@@ -46,15 +46,15 @@ def main(root: Path) -> None:
     for m, d in runs:
         print(f"\n### {m['choices']['model']}\n")
         for title, opts in (
-            ("greedy", GenerateConf(greedy=True, prefix=PREFIX, max_new_tokens=48)),
-            ("beam search, 4 beams", GenerateConf(beam_size=4, prefix=PREFIX, max_new_tokens=48)),
+            ("greedy", {"greedy": True, "prefix": PREFIX, "max_new_tokens": 48}),
+            ("beam search, 4 beams", {"beam_size": 4, "prefix": PREFIX, "max_new_tokens": 48}),
             (
                 "sampled, temperature 0.8, top-p 0.9",
-                GenerateConf(num_samples=3, temperature=0.8, top_p=0.9, prefix=PREFIX, max_new_tokens=48, seed=0),
+                {"num_samples": 3, "temperature": 0.8, "top_p": 0.9, "prefix": PREFIX, "max_new_tokens": 48, "seed": 0},
             ),
         ):
             print(f"{title}:\n```python")
-            print("\n\n".join(generate(str(d), opts)))
+            print("\n\n".join(generate(d, **opts)))
             print("```")
 
 

@@ -52,8 +52,8 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             "config": OmegaConf.to_container(cfg, resolve=True),
             "model_kwargs": model_kwargs,
             "choices": dict(ctx.choices),
+            # the vocabulary / class names are in the checkpoint once: Lightning saves dm.state_dict() under this
             "datamodule": type(dm).__qualname__,
-            **dm.state_dict(),
         }
         # Objects go in after instantiation, so Hydra does not turn them (or meta) into configs.
         task = instantiate(cfg.task, _partial_=True)(
