@@ -50,6 +50,7 @@ def classifier_run(tmp_path_factory):
             "data.train_per_class=6",
             "data.val_per_class=2",
             "trainer.max_epochs=1",
+            "scheduler.warmup_steps=0",  # a 2-step run: the default warmup would be refused
             f"paths.data_dir={root / 'cache'}",
         ],
         out,
