@@ -159,13 +159,17 @@ def test_seed_groups_give_mean_and_std_over_completed_seeds(grid):
 
 
 def test_a_group_with_one_or_no_finite_value_has_no_std(tmp_path):
-    make_job(tmp_path, "0", ["lr=1", "seed=1"], best=2.0)
-    make_job(tmp_path, "1", ["lr=1", "seed=2"], best=math.inf, history=[math.inf])
-    make_job(tmp_path, "2", ["lr=2", "seed=1"], status="failed")
-    make_job(tmp_path, "3", ["lr=2", "seed=2"], status="failed")
-    groups = summarise([tmp_path]).groups.to_dict("records")
+    make_job(tmp_path, "0", ["data.path=null", "seed=1"], best=2.0)
+    make_job(tmp_path, "1", ["data.path=null", "seed=2"], best=math.inf, history=[math.inf])
+    make_job(tmp_path, "2", ["data.path=x.txt", "seed=1"], status="failed")
+    make_job(tmp_path, "3", ["data.path=x.txt", "seed=2"], status="failed")
+    s = summarise([tmp_path])
+    groups = s.groups.to_dict("records")
+    assert groups[0]["data.path"] is None and groups[1]["data.path"] == "x.txt"
     assert groups[0]["best"] == 2.0 and math.isnan(groups[0]["best_std"])  # inf left out of the mean
     assert groups[1]["n"] == "0/2" and math.isnan(groups[1]["best"])
+    seeds = to_markdown(s).split("## Mean ± std over seeds")[1]
+    assert "| null | 2 | 2 | 2 | 2.01 |" in seeds and "| x.txt | 0/2 | - | - |" in seeds
 
 
 def test_ranking_best_first_then_completed_without_value_then_the_rest(tmp_path):
@@ -320,9 +324,9 @@ def test_truncated_or_non_object_records_are_unreadable_rows(tmp_path):
     rows = {r["job"]: r for r in s.rows}
     assert s.rows[0]["job"] == "0_ok"
     assert rows["1_truncated"]["status"] == "unreadable"
-    assert rows["1_truncated"]["error"] == f"{bad / 'metrics.json'} is not valid JSON (truncated?)"
+    assert rows["1_truncated"]["error"] == "1_truncated/metrics.json is not valid JSON (truncated?)"
     assert rows["1_truncated"]["seed"] == 2  # its overrides are still read
-    assert rows["2_list"]["error"] == f"{lst / 'metrics.json'} is not a JSON object (it holds a list)"
+    assert rows["2_list"]["error"] == "2_list/metrics.json is not a JSON object (it holds a list)"
     assert "has no valid status: 'complete' (did you mean 'completed'?)" in rows["3_status"]["error"]
     assert rows["4_never"]["status"] == "unstarted" and "never started" in rows["4_never"]["error"]
     assert headline(s).startswith("5 jobs (1 completed, 3 unreadable, 1 unstarted)")

@@ -163,8 +163,9 @@ def _filter(jobs: list[Job], filters: Sequence[str]) -> list[Job]:
 
 
 def _row(job: Job, keys: list[str], metric: str, mode: str, root: Path) -> dict:
+    name = os.path.relpath(job.dir, root)
     return {
-        "job": os.path.relpath(job.dir, root),
+        "job": name,
         **{k: job.value(k) for k in keys},
         "status": job.status,
         "best": job.best(metric, mode),
@@ -173,8 +174,9 @@ def _row(job: Job, keys: list[str], metric: str, mode: str, root: Path) -> dict:
         "epochs": job.number("epochs"),
         "duration_s": job.number("duration_s"),
         "params": job.number("params"),
-        "error": "" if job.status == DONE else job.error,
-        "note": job.note,
+        # the job column names the dir: messages about its files need not repeat where it lies
+        "error": "" if job.status == DONE else job.error.replace(str(job.dir), name),
+        "note": job.note.replace(str(job.dir), name),
         "_job": job,
     }
 
@@ -218,7 +220,8 @@ def seed_groups(df: pd.DataFrame, varied: list[str], mode: str) -> pd.DataFrame:
     stats = grouped.agg(["mean", "std"])
     counts = done.groupby(by, sort=False, dropna=False).agg(["sum", "size"])
     first = df.groupby(by, sort=False, dropna=False).head(1)  # the values as the jobs wrote them
-    out = pd.DataFrame({k: first[k].to_numpy() for k in keys}, index=stats.index)
+    # object dtype: pandas would otherwise store strings as its str dtype and turn a None value into NaN
+    out = pd.DataFrame({k: first[k].to_numpy() for k in keys}, index=stats.index, dtype=object)
     out["n"] = [str(d) if d == n else f"{d}/{n}" for d, n in zip(counts["sum"], counts["size"])]
     for m in METRIC_COLUMNS:
         out[m], out[f"{m}_std"] = stats[(m, "mean")], stats[(m, "std")]
