@@ -411,6 +411,13 @@ def test_reruns_resumes_and_failures_after_completion_are_noted(tmp_path):
     assert rows[1]["note"] == notes["1_seed=2"]
 
 
+def test_run_dirs_are_found_once_in_job_number_order(tmp_path):
+    for n in (10, 2, 1):
+        make_job(tmp_path / "sweep", f"{n}_x", [f"seed={n}"])
+    found = find_run_dirs([tmp_path, tmp_path / "sweep" / "2_x"])
+    assert [p.name for p in found] == ["1_x", "2_x", "10_x"]
+
+
 def test_archived_run_dirs_are_not_jobs_unless_named(tmp_path):
     sweep = tmp_path / "sweep"
     make_job(sweep, "0_a", ["seed=1"], best=2.0)

@@ -11,6 +11,7 @@ import fnmatch
 import glob
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -263,6 +264,11 @@ def _attempt_status(attempt: dict, last: bool) -> str:
     return "killed" if status == "running" and not last else status
 
 
+def _natural(path: Path) -> list:
+    """Sort key: ``sweep/10_x`` after ``sweep/9_x`` (Hydra numbers the jobs of a sweep)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
 def _is_job_dir(path: Path) -> bool:
     return (path / METRICS_FILE).is_file() or (path / ".hydra" / "overrides.yaml").is_file()
 
@@ -287,7 +293,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
                 continue
             hits = {p.parent for p in m.rglob(METRICS_FILE)}
             hits |= {p.parent.parent for p in m.rglob("overrides.yaml") if p.parent.name == ".hydra"}
-            for d in sorted(hits):
+            for d in sorted(hits, key=_natural):
                 if not any(is_archive(Path(part)) for part in d.relative_to(m).parts):
                     found[d.resolve()] = None
     return list(found)
