@@ -27,6 +27,7 @@ from sweeplab.sweeps.jobs import (
     load_yaml,
     norm,
     parse_overrides,
+    plain,
     show,
 )
 
@@ -252,11 +253,10 @@ def rerun_commands(jobs: Iterable[Job], relative_to: Path | None = None) -> list
         if not isinstance(hydra, DictConfig):
             continue
         prog = f"sweeplab-{OmegaConf.select(hydra, 'job.name', default='train')}"
+        overrides = {k: plain(OmegaConf.select(hydra, f"overrides.{k}", default=[])) for k in ("hydra", "task")}
         hydra_overrides = [
-            o
-            for o in OmegaConf.to_container(hydra.overrides.hydra)
-            if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))  # -m sets the mode
-        ]
+            str(o) for o in overrides["hydra"] if not str(o).startswith(("hydra.sweep.dir=", "hydra.mode="))
+        ]  # -m sets the mode
         cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)  # relative paths in overrides start there
         sweep_arg = shown_path(sweep, Path(cwd)) if cwd else str(sweep)
         args = [
@@ -264,7 +264,7 @@ def rerun_commands(jobs: Iterable[Job], relative_to: Path | None = None) -> list
             "-m",
             *hydra_overrides,
             f"hydra.sweep.dir={sweep_arg}",
-            *OmegaConf.to_container(hydra.overrides.task),
+            *map(str, overrides["task"]),
         ]
         here = relative_to is not None and cwd and Path(cwd).resolve() == Path(relative_to).resolve()
         cd = f"cd {shlex.quote(shown_path(cwd, relative_to))} && " if cwd and not here else ""
