@@ -24,8 +24,9 @@ def main(root: Path) -> None:
     runs = [(json.loads((d / "metrics.json").read_text()), d) for d in root.iterdir() if (d / "metrics.json").is_file()]
     runs.sort(key=lambda r: ORDER.index(r[0]["choices"]["model"]) if r[0]["choices"]["model"] in ORDER else 99)
     data = runs[0][0]["data"]
+    source = str(data["source"]).replace(str(Path.home()), "~")  # committed results name no home dir
     print(
-        f"Corpus: {data['source']}: {data.get('corpus_functions', '?'):,} functions, "
+        f"Corpus: {source}: {data.get('corpus_functions', '?'):,} functions, "
         f"{data.get('corpus_tokens', '?'):,} tokens; train/valid/test {data['train_functions']:,} / "
         f"{data['valid_functions']:,} / {data['test_functions']:,} functions; vocabulary {data['vocab_size']:,}; "
         f"test UNK rate {data['test_unk_rate']:.1%}; padding {data['padding_fraction']:.2%} in "

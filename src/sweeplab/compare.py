@@ -11,82 +11,93 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+PROG = "sweeplab-compare"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other sweeplab error (argparse adds the usage)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fail(message: object) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="sweeplab-compare",
+    ap = _Parser(
+        prog=PROG,
         description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.split("\n")[2:]),
     )
     ap.add_argument("paths", nargs="+", help="run dirs, sweep dirs, log dirs or globs")
     ap.add_argument("--metric", help="metric to rank by (default: the runs' monitor, e.g. val/loss)")
-    ap.add_argument(
-        "--mode", choices=("min", "max"), help="is lower or higher better (default: the runs' monitor_mode)"
-    )
+    ap.add_argument("--mode", choices=("min", "max"), help="is lower or higher better (default: the runs' mode)")
     ap.add_argument("--sort", help="column to sort by (default: best); -COLUMN sorts descending")
     ap.add_argument(
         "--filter",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="keep runs whose override, group choice or status has this value (repeatable)",
+        help="keep runs whose override, group choice, config value or status has this value (repeatable)",
     )
     ap.add_argument(
-        "--format",
-        choices=("table", "md", "csv"),
-        default="table",
-        help="what to print: a rich table (default), markdown or CSV",
+        "--format", choices=("table", "md", "csv"), default="table", help="a rich table (default), markdown or CSV"
     )
     ap.add_argument("--out", metavar="DIR", help="also write summary.csv, summary.md and curves.png into DIR")
     ap.add_argument(
         "--x",
         metavar="KEY",
-        help="with --out: also plot the metric against this numeric "
-        "override (e.g. optimizer.lr) into metric_vs_KEY.png",
+        help="with --out: also plot the metric against this numeric override (e.g. optimizer.lr) "
+        "into metric_vs_KEY.png",
     )
     args = ap.parse_args(argv)
+    if args.x and not args.out:
+        ap.error("--x needs --out DIR (where metric_vs_KEY.png goes)")
 
-    from rich.console import Console
+    from sweeplab.errors import UserError
+    from sweeplab.sweeps.summary import plot_against, rich_tables, summarise, to_csv, to_markdown, write_summary
+    from sweeplab.sweeps.table import shown_path
 
-    from sweeplab.sweeps.summary import (
-        SummaryError,
-        plot_against,
-        rich_tables,
-        summarise,
-        to_csv,
-        to_markdown,
-        write_summary,
-    )
-
+    here = Path.cwd()
     try:
-        s = summarise(args.paths, metric=args.metric, mode=args.mode, sort=args.sort, filters=args.filter)
-    except SummaryError as e:
-        print(f"sweeplab-compare: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        s = summarise(
+            args.paths, metric=args.metric, mode=args.mode, sort=args.sort, filters=args.filter, relative_to=here
+        )
+    except UserError as e:
+        _fail(e)
+    title = f"Runs under {shown_path(s.root, here)}"
+    out = Path(args.out) if args.out else None
+    # The plot first: an unknown --x stops before anything is printed or written.
+    written = [out / f"metric_vs_{args.x}.png"] if out and args.x else []
+    try:
+        for path in written:
+            plot_against(s, args.x, path)
+    except UserError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(f"cannot write {e.filename or out}: {e.strerror or e}")
     if args.format == "md":
-        sys.stdout.write(to_markdown(s, title=f"Runs under {s.root}"))
+        sys.stdout.write(to_markdown(s, title=title))
     elif args.format == "csv":
         sys.stdout.write(to_csv(s))
     else:
+        from rich.console import Console
+
         console = Console()
         for table in rich_tables(s):
             console.print(table)
         for cmd in s.reruns:
             console.print("rerun the jobs that did not complete:", style="yellow")
             console.print(cmd, markup=False, highlight=False, soft_wrap=True)
-    if args.out:
-        written = write_summary(s, args.out, title=f"Runs under {s.root}")
-        if args.x:
-            from pathlib import Path
-
-            try:
-                plot_against(s, args.x, Path(args.out) / f"metric_vs_{args.x}.png")
-            except SummaryError as e:
-                print(f"sweeplab-compare: error: {e}", file=sys.stderr)
-                raise SystemExit(2) from None
-            written.append(Path(args.out) / f"metric_vs_{args.x}.png")
+    if out:
+        try:
+            written = write_summary(s, out, title=title) + written
+        except OSError as e:
+            _fail(f"cannot write {e.filename or out}: {e.strerror or e}")
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
 
 
