@@ -156,3 +156,32 @@ def test_tensorboard_logger_writes_events_beside_metrics_csv(run_job):
     assert m["status"] == "completed"
     assert (out / "metrics.csv").is_file()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_mlflow_and_wandb_loggers_record_the_run_offline(run_job, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out, m = run_job("logger=[csv,mlflow,wandb]", "debug=limit", "model=mlp", "optimizer.lr=0.01")
+    assert m["status"] == "completed"
+    assert (out / "metrics.csv").is_file()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    (exp,) = [e for e in client.search_experiments() if e.name == "train"]
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_name == out.name
+    assert run.data.params["optimizer.lr"] == "0.01" and run.data.params["model._target_"].endswith("MLP")
+    history = client.get_metric_history(run.info.run_id, "val/loss")
+    assert [h.value for h in history] == pytest.approx([h["val/loss"] for h in m["history"]])
+    (offline,) = (out / "wandb").glob("offline-run-*")
+    assert list(offline.glob("run-*.wandb"))
+
+
+def test_missing_tracker_package_is_one_line_before_the_run(monkeypatch):
+    from sweeplab.config import preflight
+    from sweeplab.errors import ConfigError
+
+    # as if wandb were not installed
+    monkeypatch.setitem(preflight.LOGGER_PACKAGES, "WandbLogger", "sweeplab_no_such_package")
+    with pytest.raises(ConfigError) as e:
+        preflight.check_overrides(["logger=[csv,wandb]"])
+    assert str(e.value) == "logger=wandb needs the sweeplab_no_such_package package: pip install 'sweeplab[trackers]'"

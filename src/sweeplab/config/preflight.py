@@ -12,8 +12,10 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import os
 import shutil
 import sys
+from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -63,8 +65,9 @@ def _check_options(group: str, value: str, options: list[str], where: str = "") 
             )
 
 
-def check_overrides(args: list[str], config_name: str = "train") -> None:
-    """Raise ConfigError for the first bad override in ``args`` (Hydra's override syntax)."""
+def check_overrides(args: list[str], config_name: str = "train", multirun: bool | None = None) -> None:
+    """Raise ConfigError for the first bad override in ``args`` (Hydra's override syntax). ``multirun`` (the
+    command line's -m) says which output dir must be writable: the sweep's (True), the run's (False)."""
     try:
         overrides = OverridesParser.create().parse_overrides(args)
     except Exception as e:
@@ -94,7 +97,7 @@ def check_overrides(args: list[str], config_name: str = "train") -> None:
             except Exception as e:
                 raise _explain(config_name, combo, keys, overrides, e) from None
             choices = dict(cfg.hydra.runtime.choices)
-            _check_hydra(cfg, choices)
+            _check_hydra(cfg, choices, multirun)
             search = _search_space(cfg)
             with open_dict(cfg):
                 del cfg["hydra"]
@@ -181,7 +184,7 @@ def _search_space(cfg) -> list[Override]:
         raise ConfigError(f"hydra.sweeper.params: {first_line(e)}") from None
 
 
-def _check_hydra(cfg: DictConfig, choices: dict) -> None:
+def _check_hydra(cfg: DictConfig, choices: dict, multirun: bool | None = None) -> None:
     """What only the hydra node tells: where the files go, and whether the launcher can run here."""
     for key in ("run", "sweep"):
         node = OmegaConf.select(cfg, f"hydra.{key}")
@@ -191,12 +194,53 @@ def _check_hydra(cfg: DictConfig, choices: dict) -> None:
                 f"hydra.{key}.dir is empty: give the directory for the {key}'s files "
                 f"(or leave it out: {_default_dir(key)})"
             )
+    if multirun is not None:
+        _check_writable(cfg, "sweep" if multirun else "run")
+    _check_packages(cfg)
     launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     if launcher.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
         raise ConfigError(
             f"hydra/launcher={choices.get('hydra/launcher', 'slurm')}: SLURM is not available here (no sbatch on "
             "PATH); use hydra/launcher=submitit_local to try the same submission path on this machine"
         )
+
+
+# Loggers whose package is an optional dependency (pip install 'sweeplab[trackers]').
+LOGGER_PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb", "TensorBoardLogger": "tensorboard"}
+
+
+def _check_packages(cfg: DictConfig) -> None:
+    import importlib.util
+
+    for name, item in (OmegaConf.select(cfg, "logger", default=None) or {}).items():
+        target = str(OmegaConf.select(item, "_target_", default="") or "") if isinstance(item, DictConfig) else ""
+        package = LOGGER_PACKAGES.get(target.rsplit(".", 1)[-1])
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"logger={name} needs the {package} package: pip install 'sweeplab[trackers]'")
+
+
+def _check_writable(cfg: DictConfig, key: str) -> None:
+    """The run (or sweep) dir can be made: its nearest existing ancestor is a directory we may write into.
+    Hydra makes the dir before any of sweeplab's code runs, and fails there with a traceback."""
+    try:
+        path = Path(str(OmegaConf.select(cfg, f"hydra.{key}.dir"))).expanduser()
+    except Exception:  # an interpolation only the job can resolve: the run layer checks it then
+        return
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"hydra.{key}.dir={path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        why = "the filesystem is read-only" if _read_only(probe) else "no permission to write"
+        raise ConfigError(f"hydra.{key}.dir={path}: cannot write into {probe} ({why})")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _default_dir(key: str) -> str:
@@ -210,7 +254,7 @@ def preflight_or_exit(argv: list[str], prog: str, config_name: str = "train") ->
     if args.help or args.hydra_help or args.info or args.shell_completion or args.config_path or args.config_dir:
         return  # Hydra's own modes; a custom config dir is the user's to check
     try:
-        check_overrides(args.overrides, args.config_name or config_name)
+        check_overrides(args.overrides, args.config_name or config_name, multirun=bool(args.multirun))
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -437,3 +437,24 @@ class CSVLoggerConf(Target):
 @dataclass
 class TensorBoardLoggerConf(CSVLoggerConf):
     default_hp_metric: bool = spec()
+
+
+@schema("logger", "mlflow")
+@dataclass
+class MLFlowLoggerConf(Target):
+    experiment_name: str = spec()
+    run_name: Optional[str] = spec()
+    tracking_uri: str = spec()
+    artifact_location: Optional[str] = spec()
+    log_model: bool = spec()
+
+
+@schema("logger", "wandb")
+@dataclass
+class WandbLoggerConf(Target):
+    project: str = spec()
+    name: Optional[str] = spec()
+    group: Optional[str] = spec()
+    save_dir: str = spec()
+    offline: bool = spec()
+    log_model: bool = spec()

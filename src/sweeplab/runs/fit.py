@@ -32,6 +32,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.runs.callbacks import RunHistory
     from sweeplab.runs.checkpoint_io import AtomicCheckpointIO
+    from sweeplab.runs.identity import flatten
     from sweeplab.runs.plots import plot_curves
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
     from sweeplab.runs.signals import GracefulStop
@@ -76,6 +77,9 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
         )
         configured = build_callbacks(cfg, trainable=task.trainable)
         loggers = build_loggers(cfg, out)
+        hparams = flatten(record.data.get("identity", {}).get("config", {}))
+        for lg in loggers:  # trackers (MLflow, W&B, TensorBoard) show what each run was
+            lg.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()})
         resumed_csv = out / "metrics.csv" if ckpt and (out / "metrics.csv").is_file() else None
         if resumed_csv:
             continue_csv_logs(loggers)  # resuming this run: metrics.csv goes on instead of starting over

@@ -135,11 +135,12 @@ def fingerprint(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _flat(x: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(x: Any, prefix: str = "") -> dict[str, Any]:
+    """``{a: {b: 1}}`` → ``{"a.b": 1}``."""
     if isinstance(x, dict):
         out: dict[str, Any] = {}
         for k, v in x.items():
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         return out
     return {prefix.rstrip("."): x}
 
@@ -150,7 +151,7 @@ def differences(old: dict | None, new: dict, ignore: Iterable[str] = ()) -> list
     if not old:
         return ["the earlier run recorded no identity"]
     ignore = tuple(ignore)
-    a, b = _flat(old.get("config", {})), _flat(new.get("config", {}))
+    a, b = flatten(old.get("config", {})), flatten(new.get("config", {}))
     out = []
     for key in sorted(set(a) | set(b)):
         if any(key == i or key.startswith(i + ".") for i in ignore):
