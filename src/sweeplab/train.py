@@ -37,7 +37,9 @@ def train(cfg: DictConfig) -> float:
         if ctx.in_process:  # the sweep stops with it; its summary is written on the way out
             raise SystemExit(res.exit_code)
     elif res.exit_code and not ctx.multirun:
-        print(f"{ctx.prog}: error: run {res.status}: {res.error} (run dir: {res.run_dir})", file=sys.stderr)
+        # bad input found once the run started (a data file, a network too big for memory): the message itself
+        what = res.error.partition(": ")[2] if res.exit_code == 2 else f"run {res.status}: {res.error}"
+        print(f"{ctx.prog}: error: {what} (run dir: {res.run_dir})", file=sys.stderr)
         raise SystemExit(res.exit_code)
     return res.objective
 
@@ -45,7 +47,7 @@ def train(cfg: DictConfig) -> float:
 def main() -> None:
     from sweeplab.config.preflight import preflight_or_exit
 
-    preflight_or_exit(sys.argv[1:], "sweeplab-train")
+    sys.argv[1:] = preflight_or_exit(sys.argv[1:], "sweeplab-train")
     train()
 
 

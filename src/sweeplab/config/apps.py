@@ -22,6 +22,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from sweeplab.config.preflight import hydra_flags, parse_command_line
 from sweeplab.config.validate import check_node
 from sweeplab.errors import ConfigError, RestoreError, UserError, did_you_mean, first_line
 
@@ -115,21 +116,6 @@ def _quote(value: str) -> str:
     return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body) + "'"
 
 
-def _flags(args) -> list[str]:
-    """Hydra's flags, back from its parsed namespace (so they can come anywhere on the line, which Hydra's
-    own parser does not allow: `sweeplab-generate <run> -m temperature=0.5,1`)."""
-    out = []
-    for name in ("help", "hydra_help", "resolve", "run", "multirun", "shell_completion"):
-        if getattr(args, name):
-            out.append(f"--{name.replace('_', '-')}")
-    for name in ("cfg", "package", "config_path", "config_name", "config_dir", "experimental_rerun"):
-        if getattr(args, name) is not None:
-            out += [f"--{name.replace('_', '-')}", getattr(args, name)]
-    if args.info is not None:
-        out.append(f"--info={args.info}")
-    return out
-
-
 def _is_run_path(arg: str) -> bool:
     """The first argument is the run unless it is an override; sweep job dirs are named like overrides
     (`0_model.dropout=0.1,seed=2`), so a path that exists, or has a `/` before its `=`, is the run."""
@@ -144,14 +130,10 @@ def prepare_argv(app: str, argv: list[str], prog: str) -> list[str]:
     quoted, ``data.*`` added to the (empty) data node. Raises ConfigError / RestoreError for an unknown
     option (with the closest one), a value of the wrong type or out of range, conflicting options, or a
     run dir or checkpoint that does not exist, for every value of a sweep."""
-    from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
-    try:
-        args = get_args_parser().parse_intermixed_args(argv)
-    except SystemExit as e:  # argparse has printed its usage and error
-        raise SystemExit(2 if e.code else 0) from None
+    args = parse_command_line(argv)
     overrides = list(args.overrides)
     if overrides and _is_run_path(overrides[0]):
         overrides[0] = f"run={_quote(overrides[0])}"
@@ -190,7 +172,7 @@ def prepare_argv(app: str, argv: list[str], prog: str) -> list[str]:
     _check_values(app, checked, args, prog)
     if any(o.key_or_group == "run" and o.is_sweep_override() for o in checked):
         out.append("hydra.job.config.override_dirname.exclude_keys=[]")  # the runs differ: name them
-    return _flags(args) + out
+    return hydra_flags(args) + out
 
 
 def _check_values(app: str, overrides: list, args, prog: str) -> None:

@@ -247,14 +247,49 @@ def _default_dir(key: str) -> str:
     return "logs/<task_name>/runs/<time>_<id>" if key == "run" else "logs/<task_name>/multiruns/<time>_<id>"
 
 
-def preflight_or_exit(argv: list[str], prog: str, config_name: str = "train") -> None:
-    """Check ``argv`` (a Hydra app's command line) against the config ``config_name``; on a problem print
-    ``<prog>: error: <one line>`` and exit 2."""
-    args = get_args_parser().parse_args(argv)
-    if args.help or args.hydra_help or args.info or args.shell_completion or args.config_path or args.config_dir:
-        return  # Hydra's own modes; a custom config dir is the user's to check
+def parse_command_line(argv: list[str]):
+    """Hydra's command line, with its flags allowed anywhere (``sweeplab-train model=gru -m seed=1,2``; Hydra's
+    own parser wants them first). A bad flag is a one-line ConfigError, not argparse's usage screen."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
     try:
+        with contextlib.redirect_stderr(err):
+            return get_args_parser().parse_intermixed_args(argv)
+    except SystemExit:
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+        raise ConfigError(lines[-1].split("error: ", 1)[-1] if lines else "cannot parse the command line") from None
+
+
+def hydra_flags(args) -> list[str]:
+    """Hydra's flags, back from the parsed namespace, to go first on the line Hydra parses again."""
+    out = []
+    for name in ("help", "hydra_help", "resolve", "run", "multirun", "shell_completion"):
+        if getattr(args, name):
+            out.append(f"--{name.replace('_', '-')}")
+    for name in ("cfg", "package", "config_path", "config_name", "config_dir", "experimental_rerun"):
+        if getattr(args, name) is not None:
+            out += [f"--{name.replace('_', '-')}", getattr(args, name)]
+    if args.info is not None:
+        out.append(f"--info={args.info}")
+    return out
+
+
+def preflight_or_exit(argv: list[str], prog: str, config_name: str = "train") -> list[str]:
+    """Check ``argv`` (a Hydra app's command line) against the config ``config_name``; on a problem print
+    ``<prog>: error: <one line>`` and exit 2. Returns the command line for Hydra (flags first)."""
+    try:
+        args = parse_command_line(argv)
+        modes = [
+            n for n in ("run", "multirun", "cfg", "info", "shell_completion") if getattr(args, n) not in (None, False)
+        ]
+        if len(modes) > 1:
+            raise ConfigError(f"give only one of --{' and --'.join(m.replace('_', '-') for m in modes)}")
+        if args.help or args.hydra_help or args.info or args.shell_completion or args.config_path or args.config_dir:
+            return hydra_flags(args) + list(args.overrides)  # Hydra's own modes; a custom config dir is the user's
         check_overrides(args.overrides, args.config_name or config_name, multirun=bool(args.multirun))
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    return hydra_flags(args) + list(args.overrides)

@@ -325,7 +325,18 @@ def adaptive_softmax_fits(cfg: DictConfig, choices: dict) -> None:
 
 
 # Each rule is a no-op where its keys are absent (another primary config: eval, generate).
-RULES: list[Callable[[DictConfig, dict], None]] = [run_length, warmup_fits, adaptive_softmax_fits]
+def heads_divide_width(cfg: DictConfig, choices: dict) -> None:
+    """Multi-head attention splits the model width evenly between the heads."""
+    heads, width = _get(cfg, "model.num_heads"), _get(cfg, "model.embed_dim")
+    if isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
+        fits = [h for h in range(1, min(width, 16) + 1) if width % h == 0]
+        raise ConfigError(
+            f"model.num_heads={heads} does not divide model.embed_dim={width}: choose num_heads in "
+            f"{', '.join(map(str, fits))} (or another embed_dim)"
+        )
+
+
+RULES: list[Callable[[DictConfig, dict], None]] = [run_length, warmup_fits, adaptive_softmax_fits, heads_divide_width]
 
 
 def validate(cfg: DictConfig, choices: dict | None = None) -> None:

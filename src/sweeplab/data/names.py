@@ -72,7 +72,10 @@ class NamesDataModule(pl.LightningDataModule):
         if self.splits:
             return
         items = read_lines(self.path, self.lowercase)
-        parts = split_items(items, self.split, self.split_seed)
+        try:
+            parts = split_items(items, self.split, self.split_seed)
+        except DataError as e:
+            raise DataError(f"{self.path}: {e}") from None
         if self.vocab is None:  # a vocabulary restored from a checkpoint wins
             self.vocab = Vocab.from_chars(parts[0])
         v = self.vocab

@@ -293,8 +293,12 @@ def _ending(e: BaseException) -> tuple[str, str]:
 
 
 def _result(cfg, out: Path, record: RunRecord, status: str, error: str | None, e: BaseException | None) -> JobResult:
+    from hydra.errors import InstantiationException
+
     from sweeplab.runs.signals import Interrupted
 
+    while isinstance(e, InstantiationException) and e.__cause__ is not None:
+        e = e.__cause__  # a constructor's own error (a DataError is bad input: exit 2)
     if status == "completed":
         objective = float(record.current.get("objective", worst(cfg.monitor_mode)))
         return JobResult(status, objective, out, record.data)
