@@ -454,7 +454,6 @@ class MLFlowLoggerConf(Target):
 class WandbLoggerConf(Target):
     project: str = spec()
     name: Optional[str] = spec()
-    group: Optional[str] = spec()
     save_dir: str = spec()
     offline: bool = spec()
     log_model: bool = spec()

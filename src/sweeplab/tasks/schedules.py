@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from sweeplab.errors import ConfigError
 
 
-def warmup_length(steps_per_epoch: int, warmup_steps: int = 0, warmup_epochs: float = 0.0) -> int:
+def warmup_length(steps_per_epoch: int, warmup_steps: int, warmup_epochs: float) -> int:
     """Warmup in optimizer steps: ``warmup_steps`` plus ``warmup_epochs`` epochs."""
     return int(warmup_steps + round(warmup_epochs * steps_per_epoch))
 
@@ -78,19 +78,11 @@ def _with_warmup(
     return LambdaLR(optimizer, factor)
 
 
-def constant(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0):
+def constant(optimizer, *, total_steps, steps_per_epoch, warmup_steps, warmup_epochs):
     return _with_warmup(optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs, lambda p: 1.0)
 
 
-def step(
-    optimizer,
-    total_steps,
-    steps_per_epoch,
-    warmup_steps=0,
-    warmup_epochs=0.0,
-    milestones: Sequence[float] = (0.5, 0.75),
-    gamma=0.1,
-):
+def step(optimizer, *, total_steps, steps_per_epoch, warmup_steps, warmup_epochs, milestones: Sequence[float], gamma):
     marks = sorted(milestones)
     return _with_warmup(
         optimizer,
@@ -102,7 +94,7 @@ def step(
     )
 
 
-def cosine(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0, min_lr_ratio=0.0):
+def cosine(optimizer, *, total_steps, steps_per_epoch, warmup_steps, warmup_epochs, min_lr_ratio):
     return _with_warmup(
         optimizer,
         total_steps,
@@ -113,13 +105,13 @@ def cosine(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epoch
     )
 
 
-def linear(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0, min_lr_ratio=0.0):
+def linear(optimizer, *, total_steps, steps_per_epoch, warmup_steps, warmup_epochs, min_lr_ratio):
     return _with_warmup(
         optimizer, total_steps, steps_per_epoch, warmup_steps, warmup_epochs, lambda p: 1 - (1 - min_lr_ratio) * p
     )
 
 
-def inverse_sqrt(optimizer, total_steps, steps_per_epoch, warmup_steps=0, warmup_epochs=0.0):
+def inverse_sqrt(optimizer, *, total_steps, steps_per_epoch, warmup_steps, warmup_epochs):
     # lr * sqrt(w / t) after warmup; with no warmup, the decay starts at step 1.
     warmup = max(warmup_length(steps_per_epoch, warmup_steps, warmup_epochs), 1)
     warmup = min(warmup, max(total_steps - 1, 1))
