@@ -83,7 +83,14 @@ def lightning_loop(cfg, dm, net, steps: int, warmup: int = 50) -> float:
         loss=OmegaConf.to_container(cfg.loss),
         meta={},
     )
-    callbacks = [RunHistory(cfg.monitor, check_every=cfg.trainer.log_every_n_steps), *build_callbacks(cfg)]
+    history = RunHistory(
+        monitor=cfg.monitor,
+        check_every=cfg.trainer.log_every_n_steps,
+        classes=None,
+        factor=cfg.divergence.factor,
+        patience=cfg.divergence.patience,
+    )
+    callbacks = [history, *build_callbacks(cfg)]
     trainer = instantiate(
         cfg.trainer,
         max_steps=warmup + steps,

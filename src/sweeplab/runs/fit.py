@@ -69,7 +69,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             write_json(out / "vocab.json", state["vocab"])
         params = sum(p.numel() for p in net.parameters() if p.requires_grad)
         history = RunHistory(
-            cfg.monitor,
+            monitor=cfg.monitor,
             check_every=cfg.trainer.log_every_n_steps,
             classes=model_kwargs.get("vocab_size") or model_kwargs.get("num_classes"),
             factor=cfg.divergence.factor,
