@@ -1,4 +1,4 @@
-"""Strong-lensing substructure images (issue 6): the DeepLense layout, real or simulated.
+"""Strong-lensing substructure images: the DeepLense layout, real or simulated.
 
 Layout: ``<root>/train/<class>/*.npy`` and ``<root>/val/<class>/*.npy``, each file an image (C, S, S) (or
 (S, S)) of floats. As in the seed, ``train/`` is split 90/10 into train and test (stratified by class, by

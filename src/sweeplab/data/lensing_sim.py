@@ -1,4 +1,4 @@
-"""Simulated strong-lensing images for the substructure study (issue 6), with caustics.
+"""Simulated strong-lensing images for the substructure study, with caustics.
 
 Every image is a main lens (SIE + external shear, centred) lensing a Sérsic source. The classes differ only
 in the substructure added to the lens plane:

@@ -104,7 +104,7 @@ def left_context(x: torch.Tensor, size: int) -> torch.Tensor:
     """Sliding windows of the last ``size`` positions: [B, T, ...] -> [B, T, size, ...].
 
     Sequences start with the boundary token, so the context before the start is that token
-    repeated (makemore's convention): the windows equal the seed's fixed-context examples.
+    repeated (makemore's convention): the windows equal makemore's fixed-context training examples.
     """
     pad = x[:, :1].expand(x.shape[0], size - 1, *x.shape[2:])
     x = torch.cat([pad, x], dim=1)

@@ -3,7 +3,7 @@
     e_{t-k+1..t} = E[idx]                    (embed each context token)
     h = tanh(W [e_{t-k+1}; ...; e_t] + b)    (concatenate, one or more hidden layers)
     logits = U h + c
-Applied to every position of a sequence at once, which equals the seed's per-window training.
+Applied to every position of a sequence at once, which equals training on each window (makemore part 2).
 """
 
 from __future__ import annotations
