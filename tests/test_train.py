@@ -41,17 +41,21 @@ def test_ngram_counts_in_one_pass(run_job):
 
 
 def test_run_dir_holds_every_file(trained_names_run):
+    from omegaconf import OmegaConf
+
+    from conftest import assert_image
+
     out, m = trained_names_run
-    for name in (
-        "metrics.json",
-        "metrics.csv",
-        "curves.png",
-        "samples.txt",
-        ".hydra/config.yaml" if (out / ".hydra").exists() else "metrics.json",
-        "checkpoints/last.ckpt",
-    ):
+    for name in ("metrics.json", "metrics.csv", "samples.txt", "train.log", "vocab.json", "checkpoints/last.ckpt"):
         assert (out / name).is_file(), name
+    assert_image(out / "curves.png")
     assert (out / m["best"]["checkpoint"]).is_file()
+    # .hydra/ as Hydra writes it, from the run layer (so also through the Python API, as here)
+    cfg = OmegaConf.load(out / ".hydra" / "config.yaml")
+    assert cfg.trainer.max_epochs == 2 and cfg.model._target_ == "sweeplab.models.mlp.MLP"
+    assert "trainer.max_epochs=2" in OmegaConf.load(out / ".hydra" / "overrides.yaml")
+    assert OmegaConf.load(out / ".hydra" / "hydra.yaml").hydra.runtime.output_dir == str(out.resolve())
+    assert m["attempts"][0]["status"] == "completed" and len(m["fingerprint"]) == 64
     samples = (out / "samples.txt").read_text().splitlines()
     assert len(samples) == 20 and all(s.isalpha() for s in samples if s)
     for key in ("status", "best", "final", "epochs", "steps", "duration_s", "params", "overrides"):
