@@ -273,7 +273,7 @@ BAD = [
     (["+logger.csv.flush=1"], "unknown key 'logger.csv.flush'", "valid keys"),
     # kinds: data, model and task must fit
     (["data=lensing"], "model=mlp takes tokens but data=lensing gives images", "densenet_cbam, resnet"),
-    (["model=resnet"], "model=resnet takes images but data=names gives tokens", "cnn, gru"),
+    (["model=resnet"], "model=resnet takes images but data=names gives tokens", "cnn, ctrnn, gru"),
     (["data=lensing", "model=resnet", "task=language_model"], "task=language_model takes tokens", "classifier"),
     (["task=classifier"], "task=classifier takes images but data=names gives tokens", "language_model"),
     # rules across keys

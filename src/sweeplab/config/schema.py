@@ -178,6 +178,7 @@ class LensingDataConf(Target):
 @dataclass
 class LanguageModelTaskConf(Target):
     consumes: ClassVar[str] = TOKENS
+    causal: ClassVar[bool] = True  # predicts each token from the ones before it: no bidirectional network
     num_samples: int = spec(ge=0)
     sample_temperature: float = spec(gt=0)
     sample_prefix: str = spec()
@@ -193,6 +194,11 @@ class ClassifierTaskConf(Target):
 
 
 # ---------------------------------------------------------------- models (language models)
+INITS = ("default", "kaiming", "xavier", "scaled")  # models/layers.py: init_weights
+ACTIVATIONS = ("tanh", "relu", "gelu")
+RECURRENT_CELLS = ("rnn", "lstm", "gru", "peephole_lstm", "jordan", "ctrnn")
+
+
 @dataclass
 class TokenLMConf(Target):
     """What every neural language model shares (models/base.py)."""
@@ -204,18 +210,27 @@ class TokenLMConf(Target):
     dropout: float = spec(ge=0, lt=1)
     tie_weights: bool = spec()
     adaptive_cutoffs: Optional[list[int]] = spec(gt=0)
+    init: str = spec(choices=INITS)
 
 
 @schema("model", "mlp")
 @dataclass
 class MLPConf(TokenLMConf):
     block_size: int = spec(ge=1)
+    activation: str = spec(choices=ACTIVATIONS)
+    batch_norm: bool = spec()
+    drop_connect: float = spec(ge=0, lt=1)
 
 
 @schema("model", "recurrent")
 @dataclass
 class RecurrentConf(TokenLMConf):
-    cell: str = spec(choices=("rnn", "lstm", "gru", "peephole_lstm"))
+    stateful: ClassVar[bool] = True  # truncated BPTT (data.tbptt_steps) carries its hidden state
+    cell: str = spec(choices=RECURRENT_CELLS)
+    activation: str = spec(choices=ACTIVATIONS)  # which cells take which: validate.recurrent_problem
+    bidirectional: bool = spec()
+    drop_connect: float = spec(ge=0, lt=1)
+    time_constant: Optional[float] = spec(ge=1)  # the ctrnn cell's only
 
 
 @schema("model", "cnn")
@@ -228,6 +243,10 @@ class CNNConf(TokenLMConf):
 @dataclass
 class TransformerConf(TokenLMConf):
     num_heads: int = spec(ge=1)
+    activation: str = spec(choices=ACTIVATIONS)
+    stochastic_depth: float = spec(ge=0, lt=1)
+    drop_connect: float = spec(ge=0, lt=1)
+    init: str = spec(choices=(*INITS, "gpt2"))
 
 
 @schema("model", "ngram")
