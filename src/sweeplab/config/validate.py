@@ -396,6 +396,15 @@ def tbptt_fits(cfg: DictConfig, choices: dict) -> None:
         )
 
 
+def lr_range_fits(cfg: DictConfig, choices: dict) -> None:
+    low, high = _get(cfg, "lr_find.min_lr"), _get(cfg, "lr_find.max_lr")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
+        raise ConfigError(
+            f"lr_find.min_lr={show(low)} must be below lr_find.max_lr={show(high)}: "
+            "the range test sweeps from one to the other"
+        )
+
+
 # Each rule is a no-op where its keys are absent (another primary config: eval, generate).
 RULES: list[Callable[[DictConfig, dict], None]] = [
     run_length,
@@ -403,6 +412,7 @@ RULES: list[Callable[[DictConfig, dict], None]] = [
     adaptive_softmax_fits,
     recurrent_fits,
     tbptt_fits,
+    lr_range_fits,
 ]
 
 
