@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sweeplab.config.schema import RECURRENT_CELLS as CELLS
@@ -122,10 +123,12 @@ class RecurrentStack(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None, lengths: torch.Tensor | None = None):
         if self.rnn is not None:
-            if lengths is None:
-                return self.rnn(x, state)
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, state = self.rnn(packed, state)
+            # nn.RNN & co. read each weight several times per call: cached, a DropConnect mask is drawn once.
+            with parametrize.cached():
+                if lengths is None:
+                    return self.rnn(x, state)
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, state = self.rnn(packed, state)
             return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], state
         states = []
         for l, directions in enumerate(self.layers):

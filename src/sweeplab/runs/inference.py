@@ -169,20 +169,31 @@ def generate(run: str | Path, **options: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------- ensembles
+# Data keys that change how batches are cut, not which items each split holds.
+LOADER_KEYS = ("batch_size", "batch_tokens", "num_workers")
+
+
+def _data_config(r: Restored) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(r.cfg.data).items() if k not in LOADER_KEYS}
+
+
 def _same_data(restored: list[Restored]) -> None:
-    """Members of an ensemble must read the same data with the same vocabulary (or classes)."""
+    """Members of an ensemble must read the same splits with the same vocabulary (or classes): the first one's
+    test split is then no other's training data."""
     first = restored[0]
     for other in restored[1:]:
         for what, a, b in (
             ("task", first.task_name(), other.task_name()),
-            ("data config", OmegaConf.to_container(first.cfg.data), OmegaConf.to_container(other.cfg.data)),
+            ("data config", _data_config(first), _data_config(other)),
             ("vocabulary", first.datamodule_state.get("vocab"), other.datamodule_state.get("vocab")),
             ("data facts", first.meta.get("model_kwargs"), other.meta.get("model_kwargs")),
         ):
             if a != b:
+                keys = [k for k in {**a, **b} if a.get(k) != b.get(k)] if what == "data config" else []
+                which = f" (data.{keys[0]}: {a.get(keys[0])!r} vs {b.get(keys[0])!r})" if keys else ""
                 raise RestoreError(
-                    f"cannot ensemble {first.checkpoint} and {other.checkpoint}: their {what} differs; "
-                    "the members must be trained on the same data set"
+                    f"cannot ensemble {first.checkpoint} and {other.checkpoint}: their {what} differs{which}; "
+                    "the members must be trained on the same splits of the same data set"
                 )
 
 
@@ -191,7 +202,6 @@ def evaluate_ensemble(runs: list[str | Path], split: str = "test", accelerator: 
     The ensemble averages the members' probabilities: per token for a language model (its loss is
     -log of the mean probability of each target), per image for a classifier (accuracy, macro-F1 and AUC of
     the mean). Returns ``{"members": [metrics, ...], "ensemble": metrics}`` (keys like ``test/loss``)."""
-    import torch
 
     from sweeplab.constants import IGNORE_INDEX
 
@@ -207,10 +217,9 @@ def evaluate_ensemble(runs: list[str | Path], split: str = "test", accelerator: 
     nets = [r.net.to(device).eval() for r in restored]
     k = len(nets)
     language_model = "vocab" in restored[0].datamodule_state
-    with torch.no_grad():
-        if language_model:
-            return _ensemble_lm(nets, loader, device, split, IGNORE_INDEX)
-        return _ensemble_classifier(nets, loader, device, split, list(getattr(dm, "class_names", []) or []), k)
+    if language_model:
+        return _ensemble_lm(nets, loader, device, split, IGNORE_INDEX)
+    return _ensemble_classifier(nets, loader, device, split, list(getattr(dm, "class_names", []) or []), k)
 
 
 def _target_logprobs(net, x, y):
@@ -226,6 +235,14 @@ def _lm_metrics(split: str, nll: float) -> dict[str, float]:
 
 
 def _ensemble_lm(nets, loader, device, split: str, ignore: int) -> dict:
+
+    import torch
+
+    with torch.no_grad():
+        return _ensemble_lm_pass(nets, loader, device, split, ignore)
+
+
+def _ensemble_lm_pass(nets, loader, device, split: str, ignore: int) -> dict:
     import math
 
     import torch
@@ -248,6 +265,13 @@ def _ensemble_lm(nets, loader, device, split: str, ignore: int) -> dict:
 
 
 def _ensemble_classifier(nets, loader, device, split: str, class_names: list[str], k: int) -> dict:
+    import torch
+
+    with torch.no_grad():
+        return _ensemble_classifier_pass(nets, loader, device, split, class_names, k)
+
+
+def _ensemble_classifier_pass(nets, loader, device, split: str, class_names: list[str], k: int) -> dict:
     import torch
 
     from sweeplab.tasks.classifier import compute_metrics, eval_metrics
