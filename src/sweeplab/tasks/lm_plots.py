@@ -45,7 +45,7 @@ def plot_embeddings(weight: torch.Tensor, labels: list[str], title: str = "") ->
             labels[i], (float(xy[i, 0]), float(xy[i, 1])), ha="center", va="center", fontsize=9 if n <= 60 else 6
         )
     how = (
-        "embedding"
+        "the 2-d embedding as it is"
         if weight.shape[1] <= 2
         else f"first 2 principal components of {weight.shape[1]}-d ({kept:.0%} of the variance)"
     )
