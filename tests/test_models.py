@@ -127,16 +127,23 @@ def test_count_based_models_fit_normalised_probabilities(name):
     torch.testing.assert_close(probs, torch.ones(2, L, dtype=probs.dtype), rtol=1e-4, atol=1e-4)
 
 
-def test_recurrent_cells_are_the_torch_modules_or_the_peephole_cell():
-    from sweeplab.models.peephole_lstm import PeepholeLSTM
+def test_recurrent_cells_are_the_torch_modules_or_the_hand_written_layers():
+    from sweeplab.models.ctrnn import CTRNNLayer
+    from sweeplab.models.jordan import JordanLayer
+    from sweeplab.models.peephole_lstm import PeepholeLSTMLayer
 
-    expected = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "peephole_lstm": PeepholeLSTM}
-    for option, cls in expected.items():
+    torch_cells = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+    layers = {"peephole_lstm": PeepholeLSTMLayer, "jordan": JordanLayer, "ctrnn": CTRNNLayer}
+    for option, cls in torch_cells.items():
         net = build_model(option)
-        assert type(net).__name__ == "Recurrent" and isinstance(net.rnn, cls), option
+        assert type(net).__name__ == "Recurrent" and isinstance(net.rnn.rnn, cls), option
         assert net.cell == option
+    for option, cls in layers.items():
+        net = build_model(option)
+        assert net.cell == option and len(net.rnn.layers) == 3  # SMALL's num_layers
+        assert all(isinstance(d[0], cls) for d in net.rnn.layers), option
     # the cell is a key like any other: model=rnn model.cell=gru is a GRU with rnn's other values
-    assert isinstance(build_model("rnn", "model.cell=gru").rnn, torch.nn.GRU)
+    assert isinstance(build_model("rnn", "model.cell=gru").rnn.rnn, torch.nn.GRU)
 
 
 def test_cnn_receptive_field():
@@ -181,10 +188,12 @@ def test_peephole_cell_matches_a_hand_computed_step():
     torch.testing.assert_close(got_c, c_new)
     torch.testing.assert_close(got_h, h_new)
     # The sequence loop is the same step from a zero state.
-    seq = layer(torch.stack([x, x], dim=1))
+    seq, (h_last, c_last) = layer(torch.stack([x, x], dim=1))
     h1, c1 = layer.step(layer.x2g(x), torch.zeros(B, H), torch.zeros(B, H))
     torch.testing.assert_close(seq[:, 0], h1)
-    torch.testing.assert_close(seq[:, 1], layer.step(layer.x2g(x), h1, c1)[0])
+    h2, c2 = layer.step(layer.x2g(x), h1, c1)
+    torch.testing.assert_close(seq[:, 1], h2)
+    torch.testing.assert_close((h_last, c_last), (h2, c2))  # the state a next chunk goes on from
 
 
 @pytest.mark.parametrize("name", TOKEN_MODELS)

@@ -5,6 +5,7 @@ sweeplab-compare logs/train/runs/2026-* --sort=-duration      # runs from anywhe
 sweeplab-compare SWEEP --filter scheduler=cosine --filter status=completed
 sweeplab-compare SWEEP_A SWEEP_B --metric val/ppl --format md --out reports/ab
 sweeplab-compare SWEEP --x optimizer.lr --out reports/lr      # + metric_vs_optimizer.lr.png
+sweeplab-compare SWEEP --ensemble 3                            # + the top 3 runs' averaged probabilities on test
 """
 
 from __future__ import annotations
@@ -54,9 +55,18 @@ def main(argv: list[str] | None = None) -> None:
         help="with --out: also plot the metric against this numeric override (e.g. optimizer.lr) "
         "into metric_vs_KEY.png",
     )
+    ap.add_argument(
+        "--ensemble",
+        type=int,
+        metavar="K",
+        help="also evaluate the K best runs (by the metric) together on the test split, averaging their "
+        "probabilities, beside each member (with --out: ensemble.md, ensemble.json)",
+    )
     args = ap.parse_args(argv)
     if args.x and not args.out:
         ap.error("--x needs --out DIR (where metric_vs_KEY.png goes)")
+
+    from rich.console import Console
 
     from sweeplab.errors import UserError
     from sweeplab.sweeps.summary import plot_against, rich_tables, summarise, to_csv, to_markdown, write_summary
@@ -85,17 +95,27 @@ def main(argv: list[str] | None = None) -> None:
     elif args.format == "csv":
         sys.stdout.write(to_csv(s))
     else:
-        from rich.console import Console
-
         console = Console()
         for table in rich_tables(s):
             console.print(table)
         for cmd in s.reruns:
             console.print("rerun the jobs that did not complete:", style="yellow")
             console.print(cmd, markup=False, highlight=False, soft_wrap=True)
+    rep = None
+    if args.ensemble is not None:  # printed after the table (not with --format csv: that is the table alone)
+        from sweeplab.sweeps.ensemble import ensemble, rich_table, to_markdown, write_ensemble
+
+        try:
+            rep = ensemble(s, args.ensemble)
+        except UserError as e:
+            _fail(e)
+        if args.format == "table":
+            Console().print(rich_table(rep))
+        elif args.format == "md":
+            sys.stdout.write("\n" + to_markdown(rep))
     if out:
         try:
-            written = write_summary(s, out, title=title) + written
+            written = write_summary(s, out, title=title) + written + (write_ensemble(rep, out) if rep else [])
         except OSError as e:
             _fail(f"cannot write {e.filename or out}: {e.strerror or e}")
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

@@ -91,6 +91,23 @@ class DivergenceConf:
     patience: int = spec(ge=1)
 
 
+@dataclass
+class InitialLossConf:
+    tolerance: float = spec(gt=0)
+
+
+@dataclass
+class LRFindConf:
+    """pytorch_lightning.tuner.Tuner.lr_find's range test (runs/diagnostics.py)."""
+
+    min_lr: float = spec(gt=0)
+    max_lr: float = spec(gt=0)
+    num_training: int = spec(ge=2)
+    mode: str = spec(choices=("exponential", "linear"))
+    early_stop_threshold: Optional[float] = spec(gt=1)
+    apply: bool = spec()
+
+
 @schema("", "train")
 @dataclass
 class TrainConf:
@@ -101,6 +118,9 @@ class TrainConf:
     ckpt_path: Optional[str] = spec()
     overwrite: bool = spec()
     divergence: DivergenceConf = spec()
+    initial_loss: InitialLossConf = spec()
+    tune: Optional[str] = spec(choices=("lr_find", None))
+    lr_find: LRFindConf = spec()
     test: bool = spec()
     num_threads: Optional[int] = spec(ge=1)
     # Groups: the chosen option brings its own schema (``group``: the node must have one). callbacks and
@@ -111,6 +131,7 @@ class TrainConf:
     optimizer: Any = spec(group=True)
     scheduler: Any = spec(group=True)
     loss: Any = spec(group=True)
+    regularizer: Any = spec(group=True)
     trainer: Any = spec(group=True)
     callbacks: Any = spec(items=True)
     logger: Any = spec(items=True)
@@ -129,6 +150,7 @@ class NamesDataConf(Target):
     batch_size: int = spec(ge=1)
     num_workers: int = spec(ge=0)
     lowercase: bool = spec()
+    tbptt_steps: Optional[int] = spec(ge=1)
 
 
 @schema("data", "codesearchnet")
@@ -147,6 +169,7 @@ class CodeSearchNetDataConf(Target):
     block_size: int = spec(ge=1)
     adaptive_cutoffs: Optional[list[int]] = spec(gt=0)
     num_workers: int = spec(ge=0)
+    tbptt_steps: Optional[int] = spec(ge=1)
 
 
 @schema("data", "lensing")
@@ -178,10 +201,14 @@ class LensingDataConf(Target):
 @dataclass
 class LanguageModelTaskConf(Target):
     consumes: ClassVar[str] = TOKENS
+    causal: ClassVar[bool] = True  # predicts each token from the ones before it: no bidirectional network
     num_samples: int = spec(ge=0)
     sample_temperature: float = spec(gt=0)
     sample_prefix: str = spec()
     max_new_tokens: int = spec(ge=1)
+    temperatures: list[float] = spec(gt=0)
+    plot_embeddings: bool = spec()
+    tbptt_steps: Optional[int] = spec(ge=1)
 
 
 @schema("task", "classifier")
@@ -193,6 +220,11 @@ class ClassifierTaskConf(Target):
 
 
 # ---------------------------------------------------------------- models (language models)
+INITS = ("default", "kaiming", "xavier", "scaled")  # models/layers.py: init_weights
+ACTIVATIONS = ("tanh", "relu", "gelu")
+RECURRENT_CELLS = ("rnn", "lstm", "gru", "peephole_lstm", "jordan", "ctrnn")
+
+
 @dataclass
 class TokenLMConf(Target):
     """What every neural language model shares (models/base.py)."""
@@ -204,18 +236,27 @@ class TokenLMConf(Target):
     dropout: float = spec(ge=0, lt=1)
     tie_weights: bool = spec()
     adaptive_cutoffs: Optional[list[int]] = spec(gt=0)
+    init: str = spec(choices=INITS)
 
 
 @schema("model", "mlp")
 @dataclass
 class MLPConf(TokenLMConf):
     block_size: int = spec(ge=1)
+    activation: str = spec(choices=ACTIVATIONS)
+    batch_norm: bool = spec()
+    drop_connect: float = spec(ge=0, lt=1)
 
 
 @schema("model", "recurrent")
 @dataclass
 class RecurrentConf(TokenLMConf):
-    cell: str = spec(choices=("rnn", "lstm", "gru", "peephole_lstm"))
+    stateful: ClassVar[bool] = True  # truncated BPTT (data.tbptt_steps) carries its hidden state
+    cell: str = spec(choices=RECURRENT_CELLS)
+    activation: str = spec(choices=ACTIVATIONS)  # which cells take which: validate.recurrent_problem
+    bidirectional: bool = spec()
+    drop_connect: float = spec(ge=0, lt=1)
+    time_constant: Optional[float] = spec(ge=1)  # the ctrnn cell's only
 
 
 @schema("model", "cnn")
@@ -228,6 +269,10 @@ class CNNConf(TokenLMConf):
 @dataclass
 class TransformerConf(TokenLMConf):
     num_heads: int = spec(ge=1)
+    activation: str = spec(choices=ACTIVATIONS)
+    stochastic_depth: float = spec(ge=0, lt=1)
+    drop_connect: float = spec(ge=0, lt=1)
+    init: str = spec(choices=(*INITS, "gpt2"))
 
 
 @schema("model", "ngram")
@@ -322,6 +367,16 @@ class OneCycleConf(Partial):
     anneal_strategy: str = spec(choices=("cos", "linear"))
     div_factor: float = spec(gt=0)
     final_div_factor: float = spec(gt=0)
+
+
+# ---------------------------------------------------------------- regularizer
+@schema("regularizer", "penalty")
+@dataclass
+class PenaltyConf(Target):
+    """tasks/regularizers.py: l1 · Σ|w| + (l2 / 2) · Σ w² over the weight matrices."""
+
+    l1: float = spec(ge=0)
+    l2: float = spec(ge=0)
 
 
 # ---------------------------------------------------------------- loss
@@ -422,6 +477,14 @@ class LearningRateMonitorConf(Target):
 @dataclass
 class ProgressBarConf(Target):
     style: str = spec(choices=("auto", "rich", "tqdm", "none"))
+
+
+@schema("callbacks", "diagnostics")
+@dataclass
+class DiagnosticsConf(Target):
+    every_n_steps: int = spec(ge=1)
+    saturation: float = spec(gt=0, lt=0.5)
+    dirpath: str = spec()
 
 
 # ---------------------------------------------------------------- loggers (items of conf/logger)

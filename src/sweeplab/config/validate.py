@@ -324,6 +324,87 @@ def adaptive_softmax_fits(cfg: DictConfig, choices: dict) -> None:
         )
 
 
+GATED_CELLS = ("lstm", "gru", "peephole_lstm")  # sigmoid gates and tanh candidates: no activation to choose
+TORCH_RNN_ACTIVATIONS = ("tanh", "relu")  # what nn.RNN offers
+
+
+def recurrent_problem(cell: str, activation: str, time_constant: float | None) -> str | None:
+    """What is wrong with this recurrent cell's settings, in one line (None: nothing). models/recurrent.py
+    raises it too, for networks built in Python."""
+    if cell in GATED_CELLS and activation != "tanh":
+        return (
+            f"model.activation={activation} does not apply to model.cell={cell}: its gates are sigmoids and its "
+            "candidate a tanh; keep model.activation=tanh, or choose a cell with one activation (rnn, jordan, ctrnn)"
+        )
+    if cell == "rnn" and activation not in TORCH_RNN_ACTIVATIONS:
+        return (
+            f"model.activation={activation} is not offered by model.cell=rnn (nn.RNN has tanh and relu); "
+            "use model.cell=jordan or ctrnn for it"
+        )
+    if cell == "ctrnn" and time_constant is None:
+        return "model.cell=ctrnn needs model.time_constant (>= 1, in steps; e.g. model.time_constant=4)"
+    if cell != "ctrnn" and time_constant is not None:
+        return (
+            f"model.time_constant={show(time_constant)} applies to model.cell=ctrnn only, not {cell}: "
+            "set model.time_constant=null"
+        )
+    return None
+
+
+def bidirectional_problem(bidirectional: bool) -> str | None:
+    if bidirectional:
+        return (
+            "model.bidirectional=true lets each position read the tokens after it, which a language model must "
+            "predict: it has to be causal; bidirectional recurrent networks are for non-causal tasks "
+            "(the code-search encoders)"
+        )
+    return None
+
+
+def recurrent_fits(cfg: DictConfig, choices: dict) -> None:
+    """A recurrent network's cell, activation and time constant go together, and a language model reads
+    its input in one direction only."""
+    cell = _get(cfg, "model.cell")
+    if isinstance(cell, str) and _get(cfg, "model.activation") is not None:
+        problem = recurrent_problem(cell, _get(cfg, "model.activation"), _get(cfg, "model.time_constant"))
+        if problem:
+            raise ConfigError(problem)
+    task = cfg.get("task")
+    causal = getattr(OmegaConf.get_type(task), "causal", False) if isinstance(task, DictConfig) else False
+    problem = bidirectional_problem(bool(_get(cfg, "model.bidirectional"))) if causal else None
+    if problem:
+        raise ConfigError(f"task={choices.get('task', '?')}: {problem}")
+
+
+def tbptt_fits(cfg: DictConfig, choices: dict) -> None:
+    """Truncated BPTT carries a recurrent network's state between chunks and steps the optimizer itself."""
+    steps = _get(cfg, "data.tbptt_steps")
+    if steps is None:
+        return
+    model = cfg.get("model")
+    if isinstance(model, DictConfig) and not getattr(OmegaConf.get_type(model), "stateful", False):
+        fits = [o for o in group_options("model") or [] if getattr(option_schema("model", o), "stateful", False)]
+        raise ConfigError(
+            f"data.tbptt_steps={steps} carries a recurrent network's hidden state from chunk to chunk, and "
+            f"model={choices.get('model', '?')} has none: use model={'|'.join(fits)}, or data.tbptt_steps=null"
+        )
+    accumulate = _get(cfg, "trainer.accumulate_grad_batches")
+    if isinstance(accumulate, int) and accumulate > 1:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={accumulate} cannot be used with data.tbptt_steps={steps}: truncated "
+            "BPTT already accumulates the chunks' gradients into one step per batch; set it to 1"
+        )
+
+
+def lr_range_fits(cfg: DictConfig, choices: dict) -> None:
+    low, high = _get(cfg, "lr_find.min_lr"), _get(cfg, "lr_find.max_lr")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
+        raise ConfigError(
+            f"lr_find.min_lr={show(low)} must be below lr_find.max_lr={show(high)}: "
+            "the range test sweeps from one to the other"
+        )
+
+
 # Each rule is a no-op where its keys are absent (another primary config: eval, generate).
 def heads_divide_width(cfg: DictConfig, choices: dict) -> None:
     """Multi-head attention splits the model width evenly between the heads."""
@@ -336,7 +417,15 @@ def heads_divide_width(cfg: DictConfig, choices: dict) -> None:
         )
 
 
-RULES: list[Callable[[DictConfig, dict], None]] = [run_length, warmup_fits, adaptive_softmax_fits, heads_divide_width]
+RULES: list[Callable[[DictConfig, dict], None]] = [
+    run_length,
+    warmup_fits,
+    adaptive_softmax_fits,
+    recurrent_fits,
+    tbptt_fits,
+    lr_range_fits,
+    heads_divide_width,
+]
 
 
 def validate(cfg: DictConfig, choices: dict | None = None) -> None:

@@ -223,6 +223,7 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         block_size: int,
         adaptive_cutoffs: Sequence[int] | None,
         num_workers: int,
+        tbptt_steps: int | None,
     ):
         super().__init__()
         if vocab_size < MIN_VOCAB:
@@ -239,9 +240,10 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         self.cache_dir = os.path.expanduser(cache_dir) if cache_dir else None
         self.vocab_size, self.max_seq_len, self.batch_tokens = vocab_size, max_seq_len, batch_tokens
         self.skip_bad_rows, self.num_workers = skip_bad_rows, num_workers
-        # Read by the models' configs, not here: model.block_size (fixed-context models, as for names) and
-        # model.adaptive_cutoffs (the output layer's clusters, in vocabulary ranks).
+        # Read by the models' and task's configs, not here: model.block_size (fixed-context models, as for
+        # names), model.adaptive_cutoffs (the output layer's clusters, in vocabulary ranks), task.tbptt_steps.
         self.block_size, self.adaptive_cutoffs = block_size, adaptive_cutoffs
+        self.tbptt_steps = tbptt_steps  # read by the task's config (truncated BPTT chunks), not here
         self.vocab: Vocab | None = None
         self.splits: dict[str, PackedPairs] = {}
         self.facts: dict = {}

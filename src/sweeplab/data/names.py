@@ -59,12 +59,14 @@ class NamesDataModule(pl.LightningDataModule):
         batch_size: int,
         num_workers: int,
         lowercase: bool,
+        tbptt_steps: int | None,
     ):
         super().__init__()
         self.path = Path(path).expanduser() if path else bundled_names()
         self.split, self.split_seed = list(split), split_seed
         self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
         self.lowercase = lowercase
+        self.tbptt_steps = tbptt_steps  # read by the task's config (truncated BPTT), not here
         self.vocab: Vocab | None = None
         self.splits: dict[str, PaddedPairs] = {}
 

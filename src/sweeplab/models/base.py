@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweeplab.constants import IGNORE_INDEX
+from sweeplab.models.layers import init_weights
 
 MIN_TAIL = 2  # tokens the last tail cluster of an adaptive softmax must hold
 
@@ -64,6 +65,11 @@ class TokenLM(nn.Module):
             if tie_weights:
                 self.head.weight = self.embed.weight
 
+    def finish_init(self, init: str, nonlinearity: str) -> None:
+        """Subclasses call this last in ``__init__``: the weight initialisation scheme (models/layers.py), with
+        this network's output layer as the one the scaled init shrinks."""
+        init_weights(self, init, nonlinearity, output=self.head)
+
     def body(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, E] -> [B, T, D]
         raise NotImplementedError
 
@@ -78,7 +84,9 @@ class TokenLM(nn.Module):
 
     def nll(self, idx: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
         """(summed NLL, token count): the adaptive softmax never forms the full [B, T, V] logits."""
-        h = self.hidden(idx)
+        return self.nll_of_hidden(self.hidden(idx), targets, label_smoothing)
+
+    def nll_of_hidden(self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
         if not self.adaptive:
             return sequence_nll(self.head(h), targets, label_smoothing)
         if label_smoothing:
@@ -86,6 +94,24 @@ class TokenLM(nn.Module):
         keep = targets != IGNORE_INDEX
         out = self.head(h[keep].float(), targets[keep])
         return -out.output.sum(), keep.sum()
+
+    def target_logprobs(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) at every position [B, T] (0 where the target is padding), without the full
+        [B, T, V] log-probabilities under an adaptive softmax: what an ensemble averages."""
+        h = self.hidden(idx)
+        keep = targets != IGNORE_INDEX
+        if not self.adaptive:
+            return gather_targets(self.head(h), targets)
+        out = torch.zeros(targets.shape, dtype=torch.float32, device=h.device)
+        out[keep] = self.head(h[keep].float(), targets[keep]).output
+        return out
+
+
+def gather_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits) at the targets [B, T] (0 where the target is padding)."""
+    keep = targets != IGNORE_INDEX
+    logp = F.log_softmax(logits.float(), dim=-1).gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
+    return logp.masked_fill(~keep, 0.0)
 
 
 def fit_cutoffs(cutoffs: Sequence[int] | None, vocab_size: int) -> list[int]:

@@ -44,6 +44,7 @@ class CausalCNN(TokenLM):
         dropout: float,
         tie_weights: bool,
         adaptive_cutoffs: Sequence[int] | None,
+        init: str,
     ):
         super().__init__(
             vocab_size=vocab_size,
@@ -56,6 +57,7 @@ class CausalCNN(TokenLM):
         self.inp = nn.Conv1d(embed_dim, hidden_dim, 1)
         self.blocks = nn.ModuleList(CausalConvBlock(hidden_dim, kernel_size, 2**l, dropout) for l in range(num_layers))
         self.receptive_field = 1 + (kernel_size - 1) * (2**num_layers - 1)
+        self.finish_init(init, "tanh")  # the gated activation's filter half
 
     def body(self, x):
         h = self.inp(x.transpose(1, 2))  # Conv1d wants channels first: [B, C, T]

@@ -7,9 +7,8 @@
     o_t = σ(W_xo x_t + W_ho h_{t-1} + w_co ⊙ c_t + b_o)         output gate sees the new cell
     h_t = o_t ⊙ tanh(c_t)
 The peephole weights w_c· are diagonal (vectors). The input terms W_x· x_t + b· are computed for all
-timesteps in one matmul; only the recurrent part loops over time. ``PeepholeLSTM`` stacks ``num_layers``
-of them with dropout between, like nn.LSTM; the language model around it is models/recurrent.py
-(``cell: peephole_lstm``).
+timesteps in one matmul; only the recurrent part loops over time. The language model around it is
+models/recurrent.py (``cell: peephole_lstm``), which stacks layers of it.
 """
 
 from __future__ import annotations
@@ -17,10 +16,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class PeepholeLSTMLayer(nn.Module):
+    recurrent = "h2g"  # the hidden-to-hidden weights (DropConnect's target)
+
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
         self.hidden_size = hidden_size
@@ -35,9 +37,10 @@ class PeepholeLSTMLayer(nn.Module):
         with torch.no_grad():  # forget gate open at the start: gradients flow through c (Jozefowicz et al.)
             self.x2g.bias[hidden_size : 2 * hidden_size] += 1.0
 
-    def step(self, xg: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
-        """One timestep; ``xg`` = x2g(x_t) [B, 4H] is precomputed. Returns (h_t, c_t)."""
-        gi, gf, gg, go = (xg + self.h2g(h)).chunk(4, dim=-1)
+    def step(self, xg: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_h: torch.Tensor | None = None):
+        """One timestep; ``xg`` = x2g(x_t) [B, 4H] is precomputed, ``w_h`` the recurrent weight (read once
+        per sequence). Returns (h_t, c_t)."""
+        gi, gf, gg, go = (xg + F.linear(h, self.h2g.weight if w_h is None else w_h)).chunk(4, dim=-1)
         i = torch.sigmoid(gi + self.w_ci * c)
         f = torch.sigmoid(gf + self.w_cf * c)
         g = torch.tanh(gg)
@@ -45,27 +48,13 @@ class PeepholeLSTMLayer(nn.Module):
         o = torch.sigmoid(go + self.w_co * c)
         return o * torch.tanh(c), c
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, I] -> [B, T, H], zero initial state
+    def forward(self, x: torch.Tensor, state=None):
+        """[B, T, I] -> ([B, T, H], (h_T, c_T)); ``state`` (h, c) to go on from, None for zeros."""
         xg = self.x2g(x)  # all timesteps at once
-        h = c = x.new_zeros(x.shape[0], self.hidden_size)
+        h, c = state if state is not None else (x.new_zeros(x.shape[0], self.hidden_size),) * 2
+        w_h = self.h2g.weight
         out = []
         for t in range(x.shape[1]):
-            h, c = self.step(xg[:, t], h, c)
+            h, c = self.step(xg[:, t], h, c, w_h)
             out.append(h)
-        return torch.stack(out, dim=1)
-
-
-class PeepholeLSTM(nn.Module):
-    """``num_layers`` peephole layers with dropout between them, called like nn.LSTM: ``x -> (out, None)``."""
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            PeepholeLSTMLayer(input_size if l == 0 else hidden_size, hidden_size) for l in range(num_layers)
-        )
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:  # [B, T, I] -> [B, T, H]
-        for l, layer in enumerate(self.layers):
-            x = layer(self.drop(x) if l else x)
-        return x, None
+        return torch.stack(out, dim=1), (h, c)

@@ -24,10 +24,19 @@ class RunHistory(pl.Callback):
     anything a run that is learning (or merely stuck) shows."""
 
     def __init__(
-        self, monitor: str, check_every: int = 50, classes: int | None = None, factor: float = 3.0, patience: int = 3
+        self,
+        monitor: str,
+        check_every: int = 50,
+        classes: int | None = None,
+        factor: float = 3.0,
+        patience: int = 3,
+        initial_tolerance: float = 0.25,
     ):
         self.monitor, self.check_every = monitor, max(int(check_every), 1)
         self.floor = math.log(classes) if classes and classes > 1 else 0.0
+        self.classes, self.initial_tolerance = classes, float(initial_tolerance)
+        self.initial: dict | None = None  # the first training loss against log(classes), for metrics.json
+        self._first_seen = False
         self.factor, self.patience = float(factor), int(patience)
         self.bound: float | None = None
         self._above = 0
@@ -35,6 +44,9 @@ class RunHistory(pl.Callback):
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self._first_seen:
+            self._first_seen = True
+            self._check_initial(trainer, pl_module, outputs)
         # One host sync every check_every steps, not every step: a NaN loss poisons the weights, so it
         # is still NaN at the next check, and a blown-up loss stays up.
         if trainer.global_step % self.check_every or not isinstance(outputs, dict) or "loss" not in outputs:
@@ -54,6 +66,36 @@ class RunHistory(pl.Callback):
             raise Diverged(
                 f"training loss {value:.4g} at step {step} has stayed above {self.bound:.4g} "
                 f"({self.factor:g} x max(first loss, log classes)) for {self.patience} checks"
+            )
+
+    def _check_initial(self, trainer, pl_module, outputs) -> None:
+        """The command center's first check: a network that starts out guessing uniformly has loss log(classes);
+        far from it, the initialisation is too confident (or the labels are off). Only on a fresh run's first
+        step (a resumed run starts elsewhere)."""
+        loss = outputs.get("loss") if isinstance(outputs, dict) else None
+        if not self.floor or not isinstance(loss, torch.Tensor) or trainer.global_step > 1:
+            return
+        value = float(loss) * (trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1)
+        if not math.isfinite(value):
+            return  # the divergence check below reports it
+        off = abs(value - self.floor) / self.floor
+        self.initial = {
+            "loss": value,
+            "expected": self.floor,
+            "classes": self.classes,
+            "far": off > self.initial_tolerance,
+        }
+        if self.initial["far"]:
+            log.warning(
+                "first training loss %.3f is %.0f%% away from log(%d) = %.3f, the loss of a uniform guess "
+                "(initial_loss.tolerance=%g): the network starts out %s; check the initialisation (model.init=scaled "
+                "shrinks the output layer) and the labels",
+                value,
+                100 * off,
+                self.classes,
+                self.floor,
+                self.initial_tolerance,
+                "confidently wrong" if value > self.floor else "surprisingly right",
             )
 
     def on_validation_end(self, trainer, pl_module):

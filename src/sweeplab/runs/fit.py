@@ -31,7 +31,6 @@ def build_datamodule(cfg: DictConfig):
 def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: str | None) -> None:
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.runs.callbacks import RunHistory
-    from sweeplab.runs.checkpoint_io import AtomicCheckpointIO
     from sweeplab.runs.identity import flatten
     from sweeplab.runs.plots import plot_curves
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
@@ -74,7 +73,11 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             classes=model_kwargs.get("vocab_size") or model_kwargs.get("num_classes"),
             factor=cfg.divergence.factor,
             patience=cfg.divergence.patience,
+            initial_tolerance=cfg.initial_loss.tolerance,
         )
+        # The weight penalty (regularizer group) is a callback: it adds its gradient for any task.
+        penalty = instantiate(cfg.regularizer) if task.trainable and cfg.get("regularizer") else None
+        penalties = [penalty] if penalty is not None and penalty.active else []
         configured = build_callbacks(cfg, trainable=task.trainable)
         loggers = build_loggers(cfg, out)
         hparams = flatten(record.data.get("identity", {}).get("config", {}))
@@ -87,18 +90,14 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             # A checkpoint saved on a signal is mid-epoch: Lightning finishes that epoch with as many batches as
             # were left, drawn from a fresh shuffle, and warns so; ResumeState logs where the run goes on.
             warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch")
-        callbacks = [history, stop, ResumeState(history, resumed_csv), *configured]
-        trainer = instantiate(
-            cfg.trainer,
-            callbacks=callbacks,
-            logger=loggers,
-            plugins=[AtomicCheckpointIO()],
-            enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
-            # without a ModelCheckpoint in callbacks (callbacks=none) Lightning would add its own
-            enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
-            # nothing to clip for count-based models (Lightning refuses it without an optimizer)
-            **({} if task.trainable else {"gradient_clip_val": None}),
-        )
+        callbacks = [history, stop, ResumeState(history, resumed_csv), *penalties, *configured]
+        trainer = make_trainer(cfg, task, callbacks, loggers)
+        if cfg.get("tune") == "lr_find" and task.trainable and not ckpt:  # a resumed run keeps its LR
+            from sweeplab.runs.diagnostics import find_lr
+
+            probe = make_trainer(cfg, task, penalties, False, default_root_dir=str(out), enable_model_summary=False)
+            result["lr_find"] = find_lr(probe, task, dm, out, cfg.lr_find)
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the run starts as it would without it
         facts = dm.stats() if hasattr(dm, "stats") else {}
         log.info("data: %s", ", ".join(f"{k}={v}" for k, v in facts.items()))
         log.info("model: %s with %s trainable parameters", type(net).__name__, f"{params:,}")
@@ -117,6 +116,28 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     finally:
         stop.uninstall()
         torch.set_grad_enabled(True)
+
+
+def make_trainer(cfg: DictConfig, task, callbacks: list, loggers, **overrides) -> pl.Trainer:
+    """The configured Trainer around ``callbacks`` and ``loggers``, writing checkpoints atomically."""
+    from sweeplab.runs.checkpoint_io import AtomicCheckpointIO
+
+    # Lightning clips only what it optimises itself: count-based models have nothing to clip, and a task that
+    # steps its optimizer itself (truncated BPTT) clips in its own hook, with the configured values.
+    manual = not task.automatic_optimization
+    if manual and task.trainable:
+        task.manual_clip = (cfg.trainer.gradient_clip_val, cfg.trainer.gradient_clip_algorithm)
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
+        # without a ModelCheckpoint in callbacks (callbacks=none) Lightning would add its own
+        enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
+        **({"gradient_clip_val": None} if manual else {}),
+        **overrides,
+    )
 
 
 def write_artifacts(task, dm, out: Path, result: dict) -> None:
@@ -142,6 +163,8 @@ def summarise(trainer, history, cfg: DictConfig, out: Path) -> dict:
         "final": final,
         "history": history.history,
     }
+    if history.initial:
+        res["initial_loss"] = history.initial
     if best:
         res["best"] = {
             **best,

@@ -166,3 +166,135 @@ def generate(run: str | Path, **options: Any) -> list[str]:
             banned=banned,
         )
     return [vocab.decode(prefix_ids + o) for o in outs]
+
+
+# ---------------------------------------------------------------- ensembles
+# Data keys that change how batches are cut, not which items each split holds.
+LOADER_KEYS = ("batch_size", "batch_tokens", "num_workers")
+
+
+def _data_config(r: Restored) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(r.cfg.data).items() if k not in LOADER_KEYS}
+
+
+def _same_data(restored: list[Restored]) -> None:
+    """Members of an ensemble must read the same splits with the same vocabulary (or classes): the first one's
+    test split is then no other's training data."""
+    first = restored[0]
+    for other in restored[1:]:
+        for what, a, b in (
+            ("task", first.task_name(), other.task_name()),
+            ("data config", _data_config(first), _data_config(other)),
+            ("vocabulary", first.datamodule_state.get("vocab"), other.datamodule_state.get("vocab")),
+            ("data facts", first.meta.get("model_kwargs"), other.meta.get("model_kwargs")),
+        ):
+            if a != b:
+                keys = [k for k in {**a, **b} if a.get(k) != b.get(k)] if what == "data config" else []
+                which = f" (data.{keys[0]}: {a.get(keys[0])!r} vs {b.get(keys[0])!r})" if keys else ""
+                raise RestoreError(
+                    f"cannot ensemble {first.checkpoint} and {other.checkpoint}: their {what} differs{which}; "
+                    "the members must be trained on the same splits of the same data set"
+                )
+
+
+def evaluate_ensemble(runs: list[str | Path], split: str = "test", accelerator: str = "auto") -> dict:
+    """The members' and the ensemble's metrics on ``split`` of their shared data set, in one pass over it.
+    The ensemble averages the members' probabilities: per token for a language model (its loss is
+    -log of the mean probability of each target), per image for a classifier (accuracy, macro-F1 and AUC of
+    the mean). Returns ``{"members": [metrics, ...], "ensemble": metrics}`` (keys like ``test/loss``)."""
+
+    from sweeplab.constants import IGNORE_INDEX
+
+    if split not in ("test", "val"):
+        raise ConfigError(f"split={split!r} is not allowed: choose one of test, val")
+    device = _device(accelerator)
+    restored = [restore(r) for r in runs]
+    _same_data(restored)
+    dm = build_datamodule(restored[0])
+    dm.prepare_data()
+    dm.setup("test" if split == "test" else "validate")
+    loader = dm.test_dataloader() if split == "test" else dm.val_dataloader()
+    nets = [r.net.to(device).eval() for r in restored]
+    k = len(nets)
+    language_model = "vocab" in restored[0].datamodule_state
+    if language_model:
+        return _ensemble_lm(nets, loader, device, split, IGNORE_INDEX)
+    return _ensemble_classifier(nets, loader, device, split, list(getattr(dm, "class_names", []) or []), k)
+
+
+def _target_logprobs(net, x, y):
+    from sweeplab.models.base import gather_targets
+
+    return net.target_logprobs(x, y) if hasattr(net, "target_logprobs") else gather_targets(net(x), y)
+
+
+def _lm_metrics(split: str, nll: float) -> dict[str, float]:
+    import math
+
+    return {f"{split}/loss": nll, f"{split}/ppl": math.exp(nll), f"{split}/bpc": nll / math.log(2)}
+
+
+def _ensemble_lm(nets, loader, device, split: str, ignore: int) -> dict:
+
+    import torch
+
+    with torch.no_grad():
+        return _ensemble_lm_pass(nets, loader, device, split, ignore)
+
+
+def _ensemble_lm_pass(nets, loader, device, split: str, ignore: int) -> dict:
+    import math
+
+    import torch
+
+    member = torch.zeros(len(nets), dtype=torch.float64)
+    ensemble, count = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        keep = y != ignore
+        lp = torch.stack([_target_logprobs(net, x, y).float() for net in nets])  # [k, B, T]
+        mean_lp = torch.logsumexp(lp, 0) - math.log(len(nets))  # log of the mean probability
+        member -= (lp * keep).sum((1, 2)).double().cpu()
+        ensemble -= float((mean_lp * keep).sum())
+        count += int(keep.sum())
+    count = max(count, 1)
+    return {
+        "members": [_lm_metrics(split, float(m) / count) for m in member],
+        "ensemble": _lm_metrics(split, ensemble / count),
+    }
+
+
+def _ensemble_classifier(nets, loader, device, split: str, class_names: list[str], k: int) -> dict:
+    import torch
+
+    with torch.no_grad():
+        return _ensemble_classifier_pass(nets, loader, device, split, class_names, k)
+
+
+def _ensemble_classifier_pass(nets, loader, device, split: str, class_names: list[str], k: int) -> dict:
+    import torch
+
+    from sweeplab.tasks.classifier import compute_metrics, eval_metrics
+
+    collections = None
+    nll = torch.zeros(k + 1, dtype=torch.float64)
+    count = 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        probs = torch.stack([net(x).float().softmax(-1) for net in nets])  # [k, B, C]
+        probs = torch.cat([probs, probs.mean(0, keepdim=True)])  # the ensemble last
+        if collections is None:
+            names = class_names or [str(c) for c in range(probs.shape[-1])]
+            collections = [eval_metrics(probs.shape[-1]).to(device) for _ in range(k + 1)]
+        for metrics, p in zip(collections, probs):
+            metrics.update(p, y)
+        picked = probs.gather(-1, y[None, :, None].expand(k + 1, -1, 1)).squeeze(-1)
+        nll -= picked.clamp(min=1e-12).log().sum(1).double().cpu()
+        count += len(y)
+    out = []
+    for i, metrics in enumerate(collections or []):
+        res = compute_metrics(metrics, names)
+        out.append(
+            {f"{split}/loss": float(nll[i]) / max(count, 1), **{f"{split}/{m}": res[m] for m in ("acc", "f1", "auc")}}
+        )
+    return {"members": out[:-1], "ensemble": out[-1] if out else {}}

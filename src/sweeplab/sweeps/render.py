@@ -52,6 +52,8 @@ def cell(row: dict, key: str, varied: Sequence[str] = ()) -> str:
         return f"{float(v):.1f}"
     if key == "params" and not _missing(v):
         return f"{int(v):,}"
+    if key == "overfit":  # the val − train gap of the jobs that overfit; blank for the others
+        return "" if _missing(v) else f"yes ({fmt(v, 3)})"
     std = row.get(f"{key}_std")
     if key in METRIC_COLUMNS and std is not None and math.isfinite(std):  # a seed group: mean ± std
         return f"{fmt(v)} ± {fmt(std, 2)}"
@@ -64,6 +66,8 @@ def headline(s: Summary) -> str:
     parts = [f"{len(s.table)} jobs ({', '.join(f'{n} {k}' for k, n in counts.items())})"]
     if s.ranked_by_metric and counts.get("diverged"):
         parts.append(f"{counts['diverged']} diverged: ranked last")
+    if s.overfit:
+        parts.append(f"{len(s.overfit)} overfit (val/loss ended above its best, train loss below it)")
     parts += [f"metric {s.metric} ({s.mode})", f"varied: {', '.join(s.varied) or 'nothing'}"]
     return "; ".join(parts)
 
@@ -132,7 +136,7 @@ def rich_tables(s: Summary) -> list:
     from rich.table import Table
     from rich.text import Text
 
-    numeric = ("best", "final", "test", "epochs", "duration_s", "params", "n")
+    numeric = ("best", "final", "test", "overfit", "epochs", "duration_s", "params", "n")
 
     def table(title: str, cols: list[tuple[str, str]], rows: list[dict], short: bool = False) -> Table:
         t = Table(title=title, title_justify="left")

@@ -3,6 +3,7 @@ sorted (jobs that did not complete rank last), seed groups as mean ± std, and t
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeplab.constants import STATUSES
 from sweeplab.errors import did_you_mean
+from sweeplab.io import as_float
 from sweeplab.sweeps.jobs import (
     DONE,
     MISSING,
@@ -38,6 +40,8 @@ METRIC_COLUMNS = ("best", "final", "test")
 # starts failed ones again. A diverged job would diverge again; an unreadable record is not trained over.
 RERUNNABLE = ("failed", "interrupted", "running", UNSTARTED)
 STATUS_ORDER = (DONE, *(s for s in STATUSES if s != DONE), UNREADABLE, UNSTARTED)
+# Overfitting: the validation loss ended this far (relative) above its best while the training loss sat below it.
+OVERFIT_RISE = 0.01
 
 
 def ignored(key: str) -> bool:
@@ -79,6 +83,11 @@ class Summary:
         return [r for r in self.rows if r["note"]]
 
     @property
+    def overfit(self) -> list[dict]:
+        """Rows of the jobs that overfit (``overfit``: their final val − train loss gap)."""
+        return [r for r in self.rows if np.isfinite(r["overfit"])]
+
+    @property
     def ranked_by_metric(self) -> bool:
         return self.sort in METRIC_COLUMNS
 
@@ -106,6 +115,8 @@ class Summary:
         ]
         if self.has_test:
             cols.append(("test", self.test_name))
+        if self.overfit:
+            cols.append(("overfit", "overfit: val−train loss"))
         return cols + [("epochs", "epochs"), ("duration_s", "duration_s"), ("params", "params")]
 
     def group_columns(self) -> list[tuple[str, str]]:
@@ -163,6 +174,18 @@ def _filter(jobs: list[Job], filters: Sequence[str]) -> list[Job]:
     return jobs
 
 
+def overfit_gap(job: Job) -> float:
+    """The final val − train loss gap of a completed job that overfit (its validation loss ended more than
+    OVERFIT_RISE above its best while its training loss sat below it), else NaN."""
+    final = job.record.get("final") if isinstance(job.record.get("final"), dict) else {}
+    train = as_float(final.get("train/epoch_loss", final.get("train/loss")))
+    vals = [v for v in job.history("val/loss") if math.isfinite(v)]
+    if job.status != DONE or len(vals) < 2 or not math.isfinite(train):
+        return math.nan
+    gap = vals[-1] - train
+    return gap if vals[-1] > (1 + OVERFIT_RISE) * min(vals) and gap > 0 else math.nan
+
+
 def _row(job: Job, keys: list[str], metric: str, mode: str, root: Path) -> dict:
     name = os.path.relpath(job.dir, root)
     return {
@@ -175,6 +198,7 @@ def _row(job: Job, keys: list[str], metric: str, mode: str, root: Path) -> dict:
         "epochs": job.number("epochs"),
         "duration_s": job.number("duration_s"),
         "params": job.number("params"),
+        "overfit": overfit_gap(job),
         # the job column names the dir: messages about its files need not repeat where it lies
         "error": "" if job.status == DONE else job.error.replace(str(job.dir), name),
         "note": job.note.replace(str(job.dir), name),

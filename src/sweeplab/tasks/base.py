@@ -23,12 +23,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("sweeplab")
 
 
+def decayed_parameters(net: nn.Module) -> list[nn.Parameter]:
+    """The trainable weight matrices and conv kernels: what weight decay and the regularizer penalties act
+    on (biases, norms and other 1-d parameters are left alone)."""
+    return [p for p in net.parameters() if p.requires_grad and p.ndim >= 2]
+
+
 def param_groups(net: nn.Module, weight_decay: float):
     """Decay weight matrices and conv kernels only; biases, norms and 1-d parameters are left alone."""
-    decay, no_decay = [], []
-    for p in net.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+    decay = decayed_parameters(net)
+    chosen = {id(p) for p in decay}
+    no_decay = [p for p in net.parameters() if p.requires_grad and id(p) not in chosen]
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -78,6 +83,9 @@ class Task(pl.LightningModule):
         self.label_smoothing = float(loss["label_smoothing"])
         self.smoothing_start_epoch = int(loss["smoothing_start_epoch"])
         self.meta = meta
+        # (gradient_clip_val, gradient_clip_algorithm) for a task that steps its optimizer itself (truncated
+        # BPTT): Lightning clips only under automatic optimisation, so the run hands the trainer's values here.
+        self.manual_clip: tuple[float | None, str | None] = (None, None)
 
     @property
     def trainable(self) -> bool:
@@ -100,6 +108,12 @@ class Task(pl.LightningModule):
             schedules.check_warmup(self.scheduler_factory, total, per_epoch)
         scheduler = schedules.complete(self.scheduler_factory, optimizer, total, per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # After the callbacks' hooks (the regularizer's gradient), as Lightning's own clipping would be.
+        value, algorithm = self.manual_clip
+        if value and not self.automatic_optimization:
+            self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm)
 
     # Validation and test run the same code on their own split: subclasses write _eval_step and
     # _eval_epoch_end once.

@@ -123,3 +123,28 @@ def beam_search(
     finished += [(s, v) for s, v in beams]
     finished.sort(key=lambda f: score(*f), reverse=True)
     return [(seq[len(prefix) :], lp) for seq, lp in finished[:beam_size]]
+
+
+@torch.no_grad()
+def mean_logprobs(net, prefix: list[int], continuations: list[list[int]], max_len: int | None = None) -> list[float]:
+    """Mean log-probability per token (nats) of each continuation of ``prefix`` under ``net`` at temperature 1:
+    how likely the model itself finds what it generated. Each continuation is scored as given (append the EOS
+    to score the ending too); positions beyond ``max_len`` inputs are left out."""
+    from sweeplab.constants import IGNORE_INDEX
+    from sweeplab.models.base import gather_targets
+
+    device = next(iter(net.buffers()), next(net.parameters(), None))
+    device = device.device if device is not None else torch.device("cpu")
+    seqs = [list(prefix) + list(c) for c in continuations]
+    width = max(len(s) for s in seqs) - 1
+    if max_len is not None:
+        width = min(width, max_len)
+    x = torch.zeros(len(seqs), width, dtype=torch.long, device=device)
+    y = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        t = torch.tensor(s[: width + 1], dtype=torch.long, device=device)
+        x[i, : len(t) - 1], y[i, : len(t) - 1] = t[:-1], t[1:]
+    y[:, : len(prefix) - 1] = IGNORE_INDEX  # the prefix is given, not generated
+    logp = gather_targets(net(x), y)
+    counts = (y != IGNORE_INDEX).sum(1).clamp(min=1)
+    return (logp.sum(1) / counts).tolist()

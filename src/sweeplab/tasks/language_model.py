@@ -1,7 +1,14 @@
 """One LightningModule for next-token prediction with any causal network (neural or count-based).
 
 Vocabulary facts (the unknown-token id) come from the datamodule the Trainer drives: checkpoints keep the
-vocabulary once, in the datamodule's state. ``artifacts`` returns samples.txt.
+vocabulary once, in the datamodule's state. ``artifacts`` returns samples.txt, embeddings.png and
+temperature.png (tasks/lm_plots.py).
+
+Truncated BPTT (``tbptt_steps``, the data set's ``data.tbptt_steps``): a recurrent network reads each batch in
+chunks of that many positions, its hidden state carried from chunk to chunk but detached, each chunk's graph
+freed after its backward pass; the chunks' gradients add up to one optimizer step per batch, so the memory
+follows the chunk, not the sequence, and the LR schedule's step count stays the number of batches. The task
+then steps its optimizer (and scheduler) itself: Lightning's manual optimisation.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import torch
 
 from sweeplab.constants import IGNORE_INDEX
 from sweeplab.models.base import sequence_nll
+from sweeplab.models.recurrent import detach_state
 from sweeplab.tasks.base import Task, WeightedMean
-from sweeplab.tasks.generation import sample
+from sweeplab.tasks.generation import mean_logprobs, sample
 
 LN2 = math.log(2)
 
@@ -31,13 +39,23 @@ class LanguageModelTask(Task):
         sample_temperature: float,
         sample_prefix: str,
         max_new_tokens: int,
+        temperatures: list[float],
+        plot_embeddings: bool,
+        tbptt_steps: int | None,
     ):
         super().__init__(net=net, optimizer=optimizer, scheduler=scheduler, loss=loss, meta=meta)
         self.num_samples, self.sample_temperature = num_samples, sample_temperature
         self.sample_prefix, self.max_new_tokens = sample_prefix, max_new_tokens
+        self.temperatures, self.plot_embeddings = [float(t) for t in temperatures], plot_embeddings
         self.counting = hasattr(net, "fit_batch")
-        # Counting needs no backward pass: manual optimisation lets training_step return nothing.
-        self.automatic_optimization = not self.counting
+        if tbptt_steps and not getattr(net, "stateful", False):
+            raise ValueError(
+                f"data.tbptt_steps={tbptt_steps} carries a recurrent network's state between chunks: "
+                f"{type(net).__name__} has none"
+            )
+        self.tbptt_steps = None if self.counting else tbptt_steps
+        # Counting needs no backward pass, truncated BPTT several: manual optimisation for both.
+        self.automatic_optimization = not (self.counting or self.tbptt_steps)
         self.unk_id: int | None = None  # from the datamodule's vocabulary, in setup()
         # Token-weighted means: the loss of a split is the mean NLL per predicted token, padding excluded.
         # (ModuleDict keys cannot be "train": that is nn.Module.train.)
@@ -65,7 +83,10 @@ class LanguageModelTask(Task):
             self.net.fit_batch(x, y)
             return None
         smoothing = self.current_label_smoothing()
-        total, count = self._nll(x, y, smoothing)
+        if self.tbptt_steps:
+            total, count = self._tbptt_step(x, y, smoothing)
+        else:
+            total, count = self._nll(x, y, smoothing)
         loss = total / count.clamp(min=1)
         # Lightning writes step metrics only after the steps where (global_step + 1) % log_every_n_steps == 0;
         # calling self.log on the other steps would only add its bookkeeping (~1 ms, as much as a small model's
@@ -76,6 +97,30 @@ class LanguageModelTask(Task):
             self._train_sum = total.detach() + (0 if self._train_sum is None else self._train_sum)
             self._train_count = count + (0 if self._train_count is None else self._train_count)
         return loss
+
+    def _tbptt_step(self, x, y, smoothing):
+        """One optimizer step over the batch, chunk by chunk (see the module's docstring). Returns the batch's
+        (summed NLL, token count), detached."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        count = (y != IGNORE_INDEX).sum()
+        n = count.clamp(min=1)
+        state, total = None, torch.zeros((), device=x.device)
+        for start in range(0, x.shape[1], self.tbptt_steps):
+            chunk = slice(start, start + self.tbptt_steps)
+            part, _, state = self.net.nll_chunk(x[:, chunk], y[:, chunk], state, smoothing)
+            self.manual_backward(part / n)  # the chunks' gradients add up to the batch mean's
+            state = detach_state(state)
+            total = total + part.detach()
+        optimizer.step()  # Lightning's hooks run (the regularizer's gradient, then clipping: Task)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        return total, count
+
+    def on_train_epoch_start(self):
+        # A fit that stopped mid-epoch (tune=lr_find's range test) must not leave its sums to this epoch.
+        self._train_sum = self._train_count = None
 
     def on_train_epoch_end(self):
         if self.counting:
@@ -113,14 +158,37 @@ class LanguageModelTask(Task):
             self.net.finalize()
 
     # -------------------------------------------------------------- artifacts
-    def artifacts(self, datamodule) -> dict[str, str]:
-        """samples.txt: ``num_samples`` continuations of ``sample_prefix``, one a line (seeded: the same
-        model gives the same samples)."""
-        if not self.num_samples:
-            return {}
+    def artifacts(self, datamodule) -> dict:
+        """samples.txt: ``num_samples`` continuations of ``sample_prefix``, one a line (seeded: the same model
+        gives the same samples); temperature.png: as many at each of ``temperatures``, with how likely the model
+        finds them; embeddings.png (``plot_embeddings``) for networks with a token embedding."""
         vocab = datamodule.vocab
+        files: dict = {}
         was_training = self.net.training
         self.net.eval()
+        if self.num_samples:
+            texts = [text for text, _ in self._samples(datamodule, self.sample_temperature)]
+            files["samples.txt"] = "\n".join(texts) + "\n"
+        if self.num_samples and self.temperatures:
+            from sweeplab.tasks.lm_plots import plot_temperatures
+
+            results = []
+            for t in self.temperatures:
+                pairs = self._samples(datamodule, t, score=True)
+                results.append((t, [p[0] for p in pairs], [p[1] for p in pairs]))
+            files["temperature.png"] = plot_temperatures(results)
+        embed = getattr(self.net, "embed", None)
+        if self.plot_embeddings and isinstance(embed, torch.nn.Embedding):
+            from sweeplab.tasks.lm_plots import plot_embeddings
+
+            # A code vocabulary is ranked by frequency after its specials: its first ids are the ones labelled.
+            files["embeddings.png"] = plot_embeddings(embed.weight, [_shown(t) for t in vocab.itos])
+        self.net.train(was_training)
+        return files
+
+    def _samples(self, datamodule, temperature: float, score: bool = False) -> list[tuple[str, float | None]]:
+        vocab = datamodule.vocab
+        max_len = datamodule.model_kwargs()["max_len"]
         prefix = [vocab.bos_id] + vocab.encode(self.sample_prefix)
         gen = torch.Generator(device=self.device).manual_seed(0)
         outs = sample(
@@ -129,11 +197,17 @@ class LanguageModelTask(Task):
             vocab.eos_id,
             num_samples=self.num_samples,
             max_new_tokens=self.max_new_tokens,
-            temperature=self.sample_temperature,
-            max_len=datamodule.model_kwargs()["max_len"],
+            temperature=temperature,
+            max_len=max_len,
             generator=gen,
             banned=[i for i in (vocab.pad_id, vocab.bos_id, vocab.unk_id) if i is not None and i != vocab.eos_id],
         )
-        self.net.train(was_training)
-        texts = [vocab.decode(vocab.lookup(vocab.tokens(self.sample_prefix)) + o) for o in outs]
-        return {"samples.txt": "\n".join(texts) + "\n"}
+        # A continuation that ended did so by sampling EOS: that choice is scored too.
+        ended = [o + [vocab.eos_id] if len(o) < self.max_new_tokens else o for o in outs]
+        scores = mean_logprobs(self.net, prefix, ended, max_len) if score else [None] * len(outs)
+        start = vocab.lookup(vocab.tokens(self.sample_prefix))
+        return [(vocab.decode(start + o), s) for o, s in zip(outs, scores)]
+
+
+def _shown(token: str) -> str:
+    return "·" if token.strip() == "" else token
