@@ -80,12 +80,12 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
         penalties = [penalty] if penalty is not None and penalty.active else []
         configured = build_callbacks(cfg, trainable=task.trainable)
         loggers = build_loggers(cfg, out)
+        resumed_csv = out / "metrics.csv" if ckpt and (out / "metrics.csv").is_file() else None
+        if resumed_csv:  # before anything touches the CSV logger, which would start metrics.csv over
+            continue_csv_logs(loggers)  # resuming this run: metrics.csv goes on instead of starting over
         hparams = flatten(record.data.get("identity", {}).get("config", {}))
         for lg in loggers:  # trackers (MLflow, W&B, TensorBoard) show what each run was
             lg.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()})
-        resumed_csv = out / "metrics.csv" if ckpt and (out / "metrics.csv").is_file() else None
-        if resumed_csv:
-            continue_csv_logs(loggers)  # resuming this run: metrics.csv goes on instead of starting over
         if ckpt:
             # A checkpoint saved on a signal is mid-epoch: Lightning finishes that epoch with as many batches as
             # were left, drawn from a fresh shuffle, and warns so; ResumeState logs where the run goes on.
