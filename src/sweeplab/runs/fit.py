@@ -33,6 +33,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     from sweeplab.runs.callbacks import RunHistory
     from sweeplab.runs.checkpoint_io import AtomicCheckpointIO
     from sweeplab.runs.plots import plot_curves
+    from sweeplab.runs.pruning import search_callbacks
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
     from sweeplab.runs.signals import GracefulStop
 
@@ -83,7 +84,8 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             # A checkpoint saved on a signal is mid-epoch: Lightning finishes that epoch with as many batches as
             # were left, drawn from a fresh shuffle, and warns so; ResumeState logs where the run goes on.
             warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch")
-        callbacks = [history, stop, ResumeState(history, resumed_csv), *configured]
+        pruning = search_callbacks(ctx.hydra, cfg.monitor)  # a trial of an Optuna search with a pruner
+        callbacks = [history, stop, ResumeState(history, resumed_csv), *pruning, *configured]
         trainer = instantiate(
             cfg.trainer,
             callbacks=callbacks,
