@@ -28,7 +28,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.types import Override
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
@@ -202,7 +201,7 @@ class OptunaSweeper(Sweeper):
         if ret.status == JobStatus.FAILED:  # the task function raised: run_job records every ordinary failure
             trial.set_user_attr("status", "failed")
             log.error("trial %d: the job raised %s", trial.number, first_line(ret._return_value))
-            study.tell(trial, state=TrialState.FAIL)
+            tell(study, trial.number, state=TrialState.FAIL)
             return
         record = read_record(run_dir)[0] or {}
         status = str(record.get("status", "failed"))
@@ -210,13 +209,13 @@ class OptunaSweeper(Sweeper):
         worst = math.inf if self.direction == "minimize" else -math.inf
         if status == "completed":
             value = as_float(record.get("objective", worst))
-            study.tell(trial, worst if math.isnan(value) else value)
+            tell(study, trial.number, worst if math.isnan(value) else value)
         elif status == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
+            tell(study, trial.number, state=TrialState.PRUNED)
         elif status == "diverged":
-            study.tell(trial, worst)
+            tell(study, trial.number, worst)
         else:
-            frozen = study.tell(trial, state=TrialState.FAIL)
+            frozen = tell(study, trial.number, state=TrialState.FAIL)
             if status in ("interrupted", "running"):
                 self._retry(study, frozen)
 
@@ -240,7 +239,7 @@ class OptunaSweeper(Sweeper):
             if any(owner_of(d) for d in job_dirs(self.sweep_dir, job)):
                 log.info("trial %d: its run dir is in use by a live job; left running", t.number)
                 continue
-            stale.append(study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True))
+            stale.append(tell(study, t.number, state=TrialState.FAIL))
         for frozen in stale:
             self._retry(study, frozen)
         if stale:
@@ -273,6 +272,18 @@ class OptunaSweeper(Sweeper):
                 best_run_dir=best.user_attrs.get("run_dir"),
             )
         write_text(self.sweep_dir / RESULTS_FILE, OmegaConf.to_yaml(OmegaConf.create(out)))
+
+
+def tell(study, number: int, value: float | None = None, state=None):
+    """``study.tell`` → the finished trial. On the last point of a grid, GridSampler.after_trial calls
+    ``study.stop()``, which raises outside ``study.optimize`` (an open Optuna bug with ask-and-tell); the
+    trial's state is stored before that, and the sweeper stops asking by itself (``_can_ask``)."""
+    try:
+        return study.tell(number, value, state=state, skip_if_finished=True)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+        return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
 def job_dirs(sweep_dir: Path, job: int) -> list[Path]:
