@@ -1,8 +1,8 @@
-"""Table and plot for run.sh: python report.py <grid sweep dir> <random sweep dir> --out <dir>.
+"""Table and plot for run.sh: python report.py <grid sweep dir> <random sweep dir> --axis KEY --out <dir>.
 
 Per search: its trials, how many distinct values of each axis it tried, the best trial; then every trial;
-and grid_vs_random.png: the best val/loss of each trial against the learning rate and against dropout, with
-the values each search tried marked under the axis.
+and <out>/grid_vs_random.png: the best val/loss of each trial against the learning rate and against the second
+axis (KEY), with the values each search tried marked under the axis.
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ import matplotlib.pyplot as plt
 from sweeplab.io import save_figure
 from sweeplab.sweeps.jobs import load_jobs
 
-AXES = {"optimizer.lr": "learning rate", "model.dropout": "dropout"}
+LABELS = {"optimizer.lr": "learning rate", "optimizer.weight_decay": "weight decay", "model.dropout": "dropout"}
+LOG_SCALE = ("optimizer.lr", "optimizer.weight_decay")
 
 
-def trials(sweep: Path) -> list[dict]:
+def trials(sweep: Path, axes: list[str]) -> list[dict]:
     out = []
     for job in load_jobs([sweep]):
         out.append(
             {
                 "job": job.dir.name.split("_", 1)[0],
                 "status": job.status,
-                **{k: float(job.value(k)) for k in AXES},
+                **{k: float(job.value(k)) for k in axes},
                 "val": job.best(job.monitor, job.mode),
                 "test": job.test(job.monitor),
             }
@@ -45,13 +46,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("grid", type=Path)
     ap.add_argument("random", type=Path)
+    ap.add_argument("--axis", default="model.dropout", help="the second axis: its config key")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    searches = {"grid": trials(args.grid), "random": trials(args.random)}
+    axes = ["optimizer.lr", args.axis]
+    second = LABELS.get(args.axis, args.axis)
+    searches = {"grid": trials(args.grid, axes), "random": trials(args.random, axes)}
 
     print(
-        "| search | trials | distinct learning rates | distinct dropouts | best val/loss | its lr | its dropout "
-        "| its test/loss | trials within 0.02 of the best of both |"
+        f"| search | trials | distinct learning rates | distinct {second} values | best val/loss | its lr "
+        f"| its {second} | its test/loss | trials within 0.02 of the best of both |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     overall = min(t["val"] for ts in searches.values() for t in ts if t["status"] == "completed")
@@ -60,25 +64,25 @@ def main() -> None:
         best = min(done, key=lambda t: t["val"])
         near = sum(t["val"] <= overall + 0.02 for t in done)
         print(
-            f"| {name} | {len(ts)} | {len({t['optimizer.lr'] for t in ts})} | {len({t['model.dropout'] for t in ts})} "
-            f"| {fmt(best['val'])} | {fmt(best['optimizer.lr'])} | {fmt(best['model.dropout'])} | {fmt(best['test'])} "
+            f"| {name} | {len(ts)} | {len({t['optimizer.lr'] for t in ts})} | {len({t[args.axis] for t in ts})} "
+            f"| {fmt(best['val'])} | {fmt(best['optimizer.lr'])} | {fmt(best[args.axis])} | {fmt(best['test'])} "
             f"| {near} |"
         )
     print()
     for name, ts in searches.items():
         print(f"**{name}** (by learning rate):\n")
-        print("| job | lr | dropout | best val/loss | test/loss | status |")
+        print(f"| job | lr | {second} | best val/loss | test/loss | status |")
         print("|---|---|---|---|---|---|")
-        for t in sorted(ts, key=lambda t: (t["optimizer.lr"], t["model.dropout"])):
+        for t in sorted(ts, key=lambda t: (t["optimizer.lr"], t[args.axis])):
             print(
-                f"| {t['job']} | {fmt(t['optimizer.lr'])} | {fmt(t['model.dropout'])} | {fmt(t['val'])} "
+                f"| {t['job']} | {fmt(t['optimizer.lr'])} | {fmt(t[args.axis])} | {fmt(t['val'])} "
                 f"| {fmt(t['test'])} | {t['status']} |"
             )
         print()
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, panels = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
     style = {"grid": ("s", "tab:blue"), "random": ("o", "tab:orange")}
-    for ax, (key, label) in zip(axes, AXES.items()):
+    for ax, key in zip(panels, axes):
         for name, ts in searches.items():
             marker, colour = style[name]
             done = [t for t in ts if t["status"] == "completed" and math.isfinite(t["val"])]
@@ -93,11 +97,11 @@ def main() -> None:
             # the values tried, as a rug under the points
             for t in ts:
                 ax.axvline(t[key], ymin=0, ymax=0.04 if name == "grid" else 0.02, color=colour, lw=1.5)
-        if key == "optimizer.lr":
+        if key in LOG_SCALE:
             ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.legend(loc="upper center")
-    axes[0].set_ylabel("best val/loss (nats/char)")
+        ax.set_xlabel(LABELS.get(key, key))
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False, fontsize=9)
+    panels[0].set_ylabel("best val/loss (nats/char)")
     fig.suptitle("names MLP, 3 epochs per trial: grid vs random search, 16 trials each over the same box")
     fig.tight_layout()
     save_figure(fig, args.out / "grid_vs_random.png")
