@@ -227,7 +227,7 @@ def test_grid_with_pruning_in_parallel_workers(tmp_path):
     """A 2-point grid (one learning rate that learns, one that cannot) run by the joblib launcher two trials
     at a time; the threshold pruner stops the trial still near chance after its first epoch."""
     sweep_dir = tmp_path / "grid"
-    output = sweep(
+    args = [
         "hparams_search=names_grid",
         'hydra.sweeper.params={optimizer.lr:"choice(1e-6, 1e-2)", model.dropout:"choice(0.0)"}',
         "hydra/sweeper/pruner=threshold",
@@ -238,8 +238,8 @@ def test_grid_with_pruning_in_parallel_workers(tmp_path):
         "hydra.sweeper.n_jobs=2",
         f"paths.log_dir={tmp_path}",
         f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
-    )
+    ]
+    output = sweep(*args, cwd=tmp_path)
     s = study(sweep_dir, "names_grid")
     by_lr = {t.params["optimizer.lr"]: t for t in s.trials}
     assert sorted(by_lr) == [1e-6, 1e-2] and len(s.trials) == 2  # every point once, then the search stops
@@ -254,3 +254,12 @@ def test_grid_with_pruning_in_parallel_workers(tmp_path):
     assert "2 jobs (1 completed, 1 pruned)" in (sweep_dir / "summary.md").read_text()
     assert dict(OmegaConf.load(sweep_dir / "optimization_results.yaml").trials) == {"COMPLETE": 1, "PRUNED": 1}
     assert "re-evaluating" not in output
+
+    # The same study asked to maximise: refused in one line (Optuna would keep minimising without a word).
+    res = cli("-m", "sweeplab.train", "-m", *args, "monitor_mode=max", *QUIET, cwd=tmp_path, env=ENV)
+    lines = [ln for ln in res.stderr.splitlines() if "error" in ln.lower()]
+    assert res.returncode == 2 and lines == [
+        f"sweeplab-train: error: study names_grid in sqlite:///{sweep_dir}/optuna.db was made to minimize and this "
+        "search asks to maximize (monitor_mode=max); give another hydra.sweeper.study_name or hydra.sweep.dir"
+    ]
+    assert len(study(sweep_dir, "names_grid").trials) == 2

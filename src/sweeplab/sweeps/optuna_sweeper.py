@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from sweeplab.config.search import (
     parse_search_space,
     takes_grid,
 )
-from sweeplab.errors import first_line
+from sweeplab.errors import ConfigError, UserError, first_line
 from sweeplab.io import as_float, write_text
 from sweeplab.runs.locks import owner_of
 from sweeplab.runs.record import read_record
@@ -101,9 +102,16 @@ class OptunaSweeper(Sweeper):
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
+        assert self.config is not None and self.launcher is not None
+        try:
+            return self._sweep(arguments)
+        except UserError as e:  # one line, as the command-line check gives it, not Hydra's traceback
+            print(f"sweeplab-{self.config.hydra.job.name}: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def _sweep(self, arguments: list[str]) -> list[JobReturn]:
         import optuna
 
-        assert self.config is not None and self.launcher is not None
         check_search(self.config.hydra.sweeper, arguments)  # config/preflight.py ran this already on the CLI
         space, fixed = parse_search_space(self.params, arguments)
         distributions = {k: distribution(o) for k, o in space.items()}
@@ -119,6 +127,13 @@ class OptunaSweeper(Sweeper):
             direction=self.direction,
             load_if_exists=True,
         )
+        stored = study.direction.name.lower()
+        if stored != self.direction:  # Optuna would go on optimising the stored direction without a word
+            raise ConfigError(
+                f"study {self.study_name} in {self.storage} was made to {stored} and this search asks to "
+                f"{self.direction} (monitor_mode={self.direction[:3]}); give another hydra.sweeper.study_name or "
+                f"hydra.sweep.dir"
+            )
         log.info(
             "Optuna %s, study %s (%s): %d trial(s) so far; %s, %s",
             optuna.__version__,
