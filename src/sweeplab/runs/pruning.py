@@ -35,16 +35,20 @@ def search_callbacks(hydra: DictConfig | None, monitor: str) -> list[pl.Callback
         return []
     import optuna
 
-    storage = optuna.storages.get_storage(str(sweeper.storage))
-    study = optuna.load_study(
-        study_name=str(sweeper.study_name),
-        storage=storage,
-        pruner=build(sweeper.pruner, "pruner"),
-        # a job only reports: a cheap sampler, whatever the sweeper samples with
-        sampler=optuna.samplers.RandomSampler(),
-    )
-    study_id = storage.get_study_id_from_name(study.study_name)
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
+    try:
+        storage = optuna.storages.get_storage(str(sweeper.storage))
+        study = optuna.load_study(
+            study_name=str(sweeper.study_name),
+            storage=storage,
+            pruner=build(sweeper.pruner, "pruner"),
+            # a job only reports: a cheap sampler, whatever the sweeper samples with
+            sampler=optuna.samplers.RandomSampler(),
+        )
+        study_id = storage.get_study_id_from_name(study.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
+    except Exception as e:  # the run itself can go on: it is only not judged by the pruner
+        log.warning("trial %s of study %s: cannot reach it (%s); this run is not pruned", number, sweeper.study_name, e)
+        return []
     return [OptunaPruning(optuna.trial.Trial(study, trial_id), storage, trial_id, monitor)]
 
 
