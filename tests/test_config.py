@@ -68,8 +68,23 @@ def produced() -> dict[str, str]:
     return out
 
 
+def enclosing(group: str) -> list[str]:
+    """A group nested in another group's option (hydra/sweeper/sampler in hydra/sweeper=optuna) composes only
+    with that option: ``["hydra/sweeper=optuna"]``, or ``[]`` for a top-level group."""
+    parent, _, name = group.rpartition("/")
+    for option in group_options(parent) or [] if parent else []:
+        own = OmegaConf.create(
+            resources.files(CONFIG_MODULE).joinpath(*parent.split("/"), f"{option}.yaml").read_text()
+        )
+        if any(isinstance(d, DictConfig) and name in d for d in own.get("defaults", [])):
+            return [f"{parent}={option}"]
+    return []
+
+
 def fitting(group: str, option: str) -> list[str]:
     """The overrides that compose ``group=option`` with a data set (and model) of the kind it takes or gives."""
+    if nested := enclosing(group):
+        return [*nested, f"{group}={option}"]
     cls = option_schema(group, option) if group in ("data", "model", "task") else None
     kind = getattr(cls, "produces", None) or getattr(cls, "consumes", None)
     if kind is None:

@@ -1,6 +1,6 @@
 """Sweeps end to end: summaries (failed jobs, seeds, rerun command), sweeplab-compare, kill-and-resume,
-Optuna search persisted and continued, the search-space check, launchers (joblib + one GPU per worker,
-Ray). Each sweep is a real `sweeplab-train -m` in a subprocess, with tiny runs (debug=limit)."""
+launchers (joblib + one GPU per worker, Ray). Each sweep is a real `sweeplab-train -m` in a subprocess, with
+tiny runs (debug=limit). The Optuna sweeper's tests are in test_search_sweeper.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from conftest import assert_image, cli
 
@@ -213,32 +212,6 @@ def test_compare_two_sweeps(failing_sweep, killed_and_resumed, tmp_path, capsys,
     assert "no such run or sweep dir" in capsys.readouterr().err
 
 
-# optuna 2.10's sqlite storage uses SQLAlchemy 1.4 APIs that 2.0 removed (hence the sqlalchemy<2 pin).
-@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.MovedIn20Warning")
-def test_optuna_search_is_persisted_continued_and_survives_failed_trials(tmp_path):
-    import optuna
-
-    sweep_dir = tmp_path / "search"
-    common = ["hparams_search=names_optuna", f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={sweep_dir}"]
-    sweep(*common, "hydra.sweeper.n_trials=3", cwd=tmp_path)
-    storage = f"sqlite:///{sweep_dir}/optuna.db"
-    study = optuna.load_study(study_name="names_optuna", storage=storage)
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
-    assert study.best_value == min(metrics(j)["objective"] for j in jobs(sweep_dir))
-
-    study.ask()  # a trial left RUNNING, as a killed search leaves it
-    # Continue the study; these trials fail (no data): each scores inf, and the search goes on.
-    res = sweep(*common, "hydra.sweeper.n_trials=2", f"data.path={tmp_path / 'missing.txt'}", cwd=tmp_path)
-    trials = optuna.load_study(study_name="names_optuna", storage=storage).trials
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 3 + ["FAIL"] + ["COMPLETE"] * 2
-    assert [t.value for t in trials[4:]] == [float("inf")] * 2
-    assert "1 trial(s) left running by an earlier launch marked failed" in res.stdout + res.stderr
-    rows = read_csv(sweep_dir / "summary.csv")
-    assert [r["status"] for r in rows] == ["completed"] * 3 + ["failed"] * 2
-    assert "optimizer.lr" in rows[0] and "model.dropout" in rows[0]
-    assert (sweep_dir / "optimization_results.yaml").is_file()
-
-
 def test_ray_launcher_two_job_sweep(tmp_path_factory):
     # Short base dir: Ray's unix socket paths live under RAY_TMPDIR and may not exceed 107 bytes.
     tmp = tmp_path_factory.mktemp("ray")
@@ -260,47 +233,6 @@ def test_ray_launcher_two_job_sweep(tmp_path_factory):
     assert len(read_csv(sweep_dir / "summary.csv")) == 2
     assert (tmp / "ray").is_dir()  # Ray's session files stayed inside the test's dir
     shutil.rmtree(tmp / "ray", ignore_errors=True)
-
-
-@pytest.mark.parametrize(
-    "preset", sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "hparams_search").glob("*.yaml"))
-)
-def test_hparams_search_presets_compose_and_their_search_space_validates(preset):
-    from hydra import compose, initialize_config_module
-
-    from sweeplab.config.preflight import check_overrides
-
-    check_overrides([f"hparams_search={preset}"])  # every choice and both ends of every interval
-    import sweeplab.config.resolvers  # noqa: F401
-
-    with initialize_config_module(config_module="sweeplab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"hparams_search={preset}"], return_hydra_config=True)
-    sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.study_name == preset
-    assert sweeper.storage.startswith("sqlite:///") and sweeper.storage.endswith("/optuna.db")
-    assert sweeper.direction == f"{cfg.monitor_mode}imize"
-    assert OmegaConf.select(cfg, "hydra.callbacks.sweep_summary._target_") == "sweeplab.sweeps.callbacks.SweepSummary"
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["hparams_search=names_optuna", "model=ngram"], "hydra.sweeper.params: unknown key 'model.dropout'"),
-        (["model.dropout=interval(0, 1.5)"], "model.dropout=1.4999999999999998 is out of range"),
-        (["data.batch_size=int(interval(0, 64))"], "data.batch_size=0 is out of range"),
-        (
-            ["hparams_search=names_optuna", "hydra.sweeper.params.scheduler='choice(cosine,cosin)'"],
-            "unknown scheduler option 'cosin' (did you mean 'cosine'?)",
-        ),
-    ],
-)
-def test_bad_search_space_is_rejected_before_launch(args, message):
-    from sweeplab.config.preflight import check_overrides
-    from sweeplab.errors import ConfigError
-
-    with pytest.raises(ConfigError) as e:
-        check_overrides(args)
-    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_launcher_presets_compose():

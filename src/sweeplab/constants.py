@@ -2,4 +2,5 @@
 
 IGNORE_INDEX = -100  # target value of padded positions (torch's cross-entropy default)
 METRICS_FILE = "metrics.json"  # a run's record, in its run dir
-STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
+# pruned: an Optuna search stopped the run early because its validation metric was behind (runs/pruning.py)
+STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "pruned")

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
 from sweeplab.config.schema import CONFIG_MODULE
+from sweeplab.config.search import check_search, is_optuna_sweeper
 from sweeplab.config.validate import field_type, group_options, show, suggest_full_key, type_name, validate
 from sweeplab.errors import ConfigError, did_you_mean, first_line
 
@@ -88,6 +89,7 @@ def check_overrides(args: list[str], config_name: str = "train", multirun: bool 
     group_values = [[_line(o, v) for v in _values(o)] or [_line(o, "null")] for o in groups]
     combos = list(itertools.islice(itertools.product(*group_values), MAX_COMBOS))
     hydra_lines = [o.input_line for o in overrides if o.key_or_group.startswith("hydra")]
+    task_lines = [o.input_line for o in overrides if not o.key_or_group.startswith("hydra")]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         for combo in combos:
             # One compose per combination: further values of a key sweep are applied to a copy below.
@@ -98,6 +100,8 @@ def check_overrides(args: list[str], config_name: str = "train", multirun: bool 
                 raise _explain(config_name, combo, keys, overrides, e) from None
             choices = dict(cfg.hydra.runtime.choices)
             _check_hydra(cfg, choices, multirun)
+            if is_optuna_sweeper(cfg.hydra.sweeper):  # what the sweeper would refuse (a grid over an interval, ...)
+                check_search(cfg.hydra.sweeper, task_lines)
             search = _search_space(cfg)
             with open_dict(cfg):
                 del cfg["hydra"]
@@ -173,7 +177,7 @@ def _check_value(cfg: DictConfig, line: str, choices: dict, where: str = "") -> 
 
 
 def _search_space(cfg) -> list[Override]:
-    """hydra.sweeper.params (Optuna's search space, or the basic sweeper's grid) as overrides."""
+    """hydra.sweeper.params (the Optuna sweeper's search space, or the basic sweeper's grid) as overrides."""
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
     if not params:
         return []

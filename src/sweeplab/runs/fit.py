@@ -33,6 +33,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     from sweeplab.runs.callbacks import RunHistory
     from sweeplab.runs.identity import flatten
     from sweeplab.runs.plots import plot_curves
+    from sweeplab.runs.pruning import search_callbacks
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
     from sweeplab.runs.signals import GracefulStop
 
@@ -90,7 +91,8 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             # A checkpoint saved on a signal is mid-epoch: Lightning finishes that epoch with as many batches as
             # were left, drawn from a fresh shuffle, and warns so; ResumeState logs where the run goes on.
             warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch")
-        callbacks = [history, stop, ResumeState(history, resumed_csv), *penalties, *configured]
+        pruning = search_callbacks(ctx.hydra, cfg.monitor)  # a trial of an Optuna search with a pruner
+        callbacks = [history, stop, ResumeState(history, resumed_csv), *pruning, *penalties, *configured]
         trainer = make_trainer(cfg, task, callbacks, loggers)
         if cfg.get("tune") == "lr_find" and task.trainable and not ckpt:  # a resumed run keeps its LR
             from sweeplab.runs.diagnostics import find_lr

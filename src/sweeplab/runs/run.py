@@ -53,7 +53,7 @@ class Plan:
 class JobResult:
     """How a job ended, for its caller: the entry point turns it into an exit code, the API returns it."""
 
-    status: str  # completed | failed | diverged | interrupted | skipped | refused
+    status: str  # completed | failed | diverged | pruned | interrupted | skipped | refused
     objective: float  # the best monitored value; the worst possible one when the job did not complete
     run_dir: Path
     record: dict
@@ -274,10 +274,13 @@ def _ending(e: BaseException) -> tuple[str, str]:
     from hydra.errors import InstantiationException
 
     from sweeplab.runs.callbacks import Diverged
+    from sweeplab.runs.pruning import Pruned
     from sweeplab.runs.signals import Interrupted
 
     if isinstance(e, Diverged):
         return "diverged", str(e)
+    if isinstance(e, Pruned):
+        return "pruned", str(e)
     if isinstance(e, Interrupted):
         return "interrupted", str(e)
     if isinstance(e, KeyboardInterrupt):

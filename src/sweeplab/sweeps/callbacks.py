@@ -46,10 +46,9 @@ class SweepSummary(Callback):
             stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
             shutil.copy2(sweep_dir / "multirun.yaml", history / f"multirun-{stamp}-{os.getpid()}.yaml")
         else:
-            # The Optuna sweeper opens its sqlite study (which lives in the sweep dir) before any job makes the
-            # dir, and writes no multirun.yaml, which the rerun command is read from.
+            # The rerun command is read from it: there from the start, even if the launch dies before the
+            # sweeper writes its own (an Optuna search's trials left running are the sweeper's to handle).
             OmegaConf.save(config, sweep_dir / "multirun.yaml")
-        _fail_stale_trials(config)
         self._config = config
         # Stopped between jobs, or while workers run them: stop the sweep like an interrupted job does, and
         # still leave its summary (atexit runs on the way out).
@@ -90,29 +89,6 @@ class SweepSummary(Callback):
         log.info("wrote %s", ", ".join(str(p) for p in written))
         for cmd in s.reruns:
             log.warning("%d job(s) did not complete; rerun only them with:\n  %s", len(s.failed), cmd)
-
-
-def _fail_stale_trials(config: DictConfig) -> None:
-    """A continued Optuna search: trials left RUNNING by a killed or interrupted launch never finish
-    (optuna 2.10 has no heartbeat here); mark them FAIL so the study's counts and best trial are right."""
-    sweeper = config.hydra.sweeper
-    storage = OmegaConf.select(sweeper, "storage", default=None)
-    name = OmegaConf.select(sweeper, "study_name", default=None)
-    if not storage or not name or "optuna" not in str(sweeper.get("_target_", "")):
-        return
-    import optuna
-    from optuna.trial import TrialState
-
-    store = optuna.storages.get_storage(storage)
-    try:
-        study_id = store.get_study_id_from_name(name)
-    except KeyError:
-        return  # a new study
-    stale = store.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        store.set_trial_state(t._trial_id, TrialState.FAIL)
-    if stale:
-        log.warning("study %s: %d trial(s) left running by an earlier launch marked failed", name, len(stale))
 
 
 def _stop_sweep(signum, frame) -> None:

@@ -22,6 +22,7 @@ STATUS_COLOURS = {
     "failed": "red",
     "diverged": "red",
     "unreadable": "red",
+    "pruned": "cyan",
     "interrupted": "yellow",
     "running": "yellow",
     "unstarted": "yellow",
@@ -113,7 +114,8 @@ def to_markdown(s: Summary, title: str = "", curves: bool = False) -> str:
                 "",
                 "Rerun the failed, killed and interrupted ones with the sweep's own command aimed at its dir: "
                 "completed jobs are skipped, killed or interrupted ones resume from their last checkpoint, "
-                "failed ones start again (an Optuna search continues its study with new trials):",
+                "failed ones start again (an Optuna search continues its study with new trials and resumes the trials "
+                "a killed launch left running):",
                 "",
                 "```bash",
                 *s.reruns,

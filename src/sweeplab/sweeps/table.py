@@ -37,7 +37,8 @@ from sweeplab.sweeps.jobs import (
 IGNORED_KEYS = ("hydra", "paths", "ckpt_path", "callbacks.progress_bar")
 METRIC_COLUMNS = ("best", "final", "test")
 # What a rerun of the sweep's command fixes: it skips completed jobs, resumes killed or interrupted ones and
-# starts failed ones again. A diverged job would diverge again; an unreadable record is not trained over.
+# starts failed ones again. A diverged job would diverge again, a pruned one was stopped by its search on
+# purpose; an unreadable record is not trained over.
 RERUNNABLE = ("failed", "interrupted", "running", UNSTARTED)
 STATUS_ORDER = (DONE, *(s for s in STATUSES if s != DONE), UNREADABLE, UNSTARTED)
 # Overfitting: the validation loss ended this far (relative) above its best while the training loss sat below it.
