@@ -296,6 +296,7 @@ def runs(tmp_path_factory, csn_dir, hf_cache):
 
     root = tmp_path_factory.mktemp("code_search_runs")
     common = [*data_overrides(csn_dir, hf_cache), "monitor=val/mrr", "monitor_mode=max", "num_threads=1"]
+    common.append("scheduler.warmup_steps=1")
     small = ["model.embed_dim=16", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
     out = {}
     for name in [*ENCODERS, "bm25"]:
@@ -323,16 +324,19 @@ def test_each_model_trains_tests_and_writes_its_records(runs, name):
     r = m["retrieval"]
     assert r["split"] == "test" and r["distractors"] == EVAL_BATCH - 1 and r["queries"] == m["data"]["test_pairs"]
     assert r["mrr"] == pytest.approx(f["test/mrr"])
-    assert m["monitor"] == "val/mrr" and m["mode"] == "max" and m["best"]["val/mrr"] == pytest.approx(f["val/mrr"])
+    assert m["monitor"] == "val/mrr" and m["mode"] == "max"
+    assert m["best"]["val/mrr"] == max(h["val/mrr"] for h in m["history"])  # the best checkpoint is the highest
     examples = (out / "examples.txt").read_text().splitlines()
     assert examples[0].startswith(f"test split: {EVAL_BATCH} functions per batch") and "-> " in examples[2]
     assert (out / "vocab.json").is_file() and (m["params"] > 0) == (name != "bm25")
 
 
-def test_nbow_and_bm25_beat_chance_by_far(runs):
-    chance = chance_mrr(EVAL_BATCH)
-    for name in ("nbow", "bm25"):
-        assert runs[name][1]["final"]["test/mrr"] > 2 * chance, (name, runs[name][1]["final"], chance)
+def test_bm25_and_the_trained_nbow_beat_chance(runs):
+    chance = chance_mrr(EVAL_BATCH)  # 0.153 for 25 functions
+    assert runs["bm25"][1]["final"]["test/mrr"] > 2.5 * chance, runs["bm25"][1]["final"]
+    m = runs["nbow"][1]  # 160 training pairs: it learns, but little
+    assert m["final"]["test/mrr"] > 1.5 * chance, m["final"]
+    assert m["best"]["val/mrr"] > m["history"][0]["val/mrr"] + 0.02, m["history"]
 
 
 def test_eval_reports_the_runs_retrieval_metrics(runs):
@@ -367,9 +371,12 @@ def test_search_finds_functions_and_caches_its_index(runs, rows):
     os.utime(json.loads((index / "meta.json").read_text())["checkpoint"])  # a new checkpoint: a new index
     search(out, "median", top_k=1, accelerator="cpu")
     assert (index / "meta.json").stat().st_mtime_ns != stamp
-    # BM25 finds the function whose code holds the query's rare words
-    bm25 = search(runs["bm25"][0], "fromhex hexadecimal", top_k=5, accelerator="cpu", lines=0)
-    assert bm25[0]["code"] == "" and bm25[0]["score"] > 0
+    # BM25 finds the functions whose code holds the query's words; words the model never saw are said and ignored
+    bm25 = search(runs["bm25"][0], "median of data", top_k=3, accelerator="cpu", lines=0)
+    assert all(f["func_name"].startswith("median") and f["code"] == "" for f in bm25), bm25
+    with pytest.warns(UserWarning, match=r"query words not in the model's vocabulary, ignored: limit$"):
+        found = search(runs["bm25"][0], "limit denominator", top_k=2, accelerator="cpu")
+    assert "Fraction.limit_denominator" in [f["func_name"] for f in found]
 
 
 def test_search_refuses_bad_queries_and_other_tasks(runs, trained_names_run):
