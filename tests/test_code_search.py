@@ -409,3 +409,16 @@ def test_search_command_line(runs):
     )
     none = cli("-m", "sweeplab.search", str(out))
     assert none.returncode == 2 and "sweeplab-search: error: no query given" in none.stderr
+
+
+def test_compare_ranks_the_runs_by_their_monitor(runs, capsys):
+    import csv
+    import io
+
+    from sweeplab.compare import main
+
+    main([str(out) for out, _ in runs.values()] + ["--format", "csv"])
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    best = [float(r["best val/mrr"]) for r in table]
+    assert len(table) == len(runs) and best == sorted(best, reverse=True)  # val/mrr, higher first
+    assert {r["model"] for r in table} == set(runs) and {r["status"] for r in table} == {"completed"}

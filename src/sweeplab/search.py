@@ -105,9 +105,9 @@ class BM25Index:
 
     @classmethod
     def load(cls, path: Path) -> BM25Index:
-        import bm25s
+        from sweeplab.models.bm25 import bm25s
 
-        return cls(bm25s.BM25.load(str(path / cls.DIR), show_progress=False))
+        return cls(bm25s().BM25.load(str(path / cls.DIR), show_progress=False))
 
 
 def index_class(net):

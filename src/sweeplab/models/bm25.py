@@ -15,8 +15,14 @@ from torch import nn
 
 from sweeplab.models.dual_encoder import PAD, UNK
 
-# bm25s logs every index it builds at DEBUG; one per evaluation batch says nothing
-logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+def bm25s():
+    """The bm25s module, its logger quieted: it sets itself to DEBUG on import and logs every index it builds
+    (one per evaluation batch here)."""
+    import bm25s as module
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return module
 
 
 def _words(rows) -> list[list[str]]:
@@ -33,9 +39,7 @@ class BM25(nn.Module):
 
     def index(self, docs: Sequence[Sequence[int]] | torch.Tensor):
         """A bm25s retriever over ``docs`` (id lists, or a padded [N, T] tensor)."""
-        import bm25s
-
-        retriever = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        retriever = bm25s().BM25(k1=self.k1, b=self.b, method=self.method)
         retriever.index(_words(docs), show_progress=False)
         return retriever
 
