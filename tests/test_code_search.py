@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -20,7 +21,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 from test_codesearchnet import stdlib_rows, write_jsonl
 
 from conftest import build, cli
-from sweeplab.data.code_search import eval_batches, subtokens
+from sweeplab.data.code_search import Shard, eval_batches, subtokens
 from sweeplab.errors import ConfigError, DataError, RestoreError
 
 # Modules with many docstrings (pairs with >= 3 docstring tokens: train 162, valid 29, test 62).
@@ -155,6 +156,15 @@ def test_fixed_evaluation_batches(dm, rows):
     q, c = dm.splits["test"][data.rows(0)]
     assert torch.equal(q0, q) and torch.equal(c0, c)
     assert data.names[int(data.rows(0)[0])] == pairs_of(rows["test"])[int(data.rows(0)[0])]["func_name"]
+    # on several devices each batch goes to one of them, none twice; Lightning keeps this sampler (it wraps
+    # any that is not a DistributedSampler in one that pads with repeats)
+    shards = [list(Shard(7, rank, 3)) for rank in range(3)]
+    assert sorted(i for s in shards for i in s) == list(range(7)) and [len(Shard(7, r, 3)) for r in range(3)] == [
+        3,
+        2,
+        2,
+    ]
+    assert isinstance(loader.sampler, DistributedSampler)
 
 
 def test_a_split_smaller_than_the_evaluation_batch_is_one_batch_and_said_so(csn_dir, hf_cache, caplog):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sweeplab.data.batching import batch_loader, whole_batch
 from sweeplab.data.codesearchnet import MIN_VOCAB, SPLITS, STAGE_SPLIT, CodeSearchNetRows
@@ -172,11 +172,6 @@ class PackedSeqs:
         idx = (self.offsets[rows, None] + pos[None, :]).clamp(max=max(len(self.flat) - 1, 0))
         return torch.where(inside, self.flat[idx].long(), PAD)
 
-    def subset(self, rows: torch.Tensor) -> PackedSeqs:
-        lengths = self.lengths[rows]
-        within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-        return PackedSeqs(self.flat[torch.repeat_interleave(self.offsets[rows], lengths) + within], lengths)
-
 
 class Pairs(Dataset):
     """Row i is (query i, code i); a list of rows is one padded (query, code) batch."""
@@ -224,18 +219,19 @@ class FixedBatches(Dataset):
         return q, c, torch.tensor(self.starts[i][1])
 
 
-class Shard(Sampler):
+class Shard(DistributedSampler):
     """Batches i, i + W, i + 2W, ... for rank i of W: every batch on exactly one device, none repeated (a
-    DistributedSampler pads with repeats, which would count some queries twice)."""
+    plain DistributedSampler pads with repeats, which would count some queries twice). A DistributedSampler,
+    so that Lightning does not wrap it in another one."""
 
     def __init__(self, n: int, rank: int, world: int):
-        self.n, self.rank, self.world = n, rank, world
+        super().__init__(range(n), num_replicas=world, rank=rank, shuffle=False)
 
     def __iter__(self):
-        return iter(range(self.rank, self.n, self.world))
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
 @dataclass
