@@ -34,6 +34,7 @@ def train_seconds(run: Path) -> float | None:
 
 def main(root: Path) -> None:
     runs = [(json.loads((d / "metrics.json").read_text()), d) for d in root.iterdir() if (d / "metrics.json").is_file()]
+    runs = [(m, d) for m, d in runs if m["status"] == "completed"]  # a run still going, or failed, is left out
     runs.sort(key=lambda r: ORDER.index(r[0]["choices"]["model"]) if r[0]["choices"]["model"] in ORDER else 99)
     data = runs[0][0]["data"]
     source = str(data["source"]).replace(str(Path.home()), "~")  # committed results name no home dir
