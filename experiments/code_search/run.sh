@@ -12,7 +12,7 @@ for a in "$@"; do if [[ $a == --update ]]; then update=1; else args+=("$a"); fi;
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${RUNS_DIR:-logs/code_search_models/$(date +%Y-%m-%d_%H-%M-%S)}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-declare -A lr=([bm25]=1e-3 [nbow]=1e-1 [cnn_encoder]=1e-2 [birnn]=1e-2 [self_attention]=3e-3)
+declare -A lr=([bm25]=1e-2 [nbow]=1e-1 [cnn_encoder]=1e-2 [birnn]=1e-2 [self_attention]=3e-3)
 for model in bm25 nbow cnn_encoder birnn self_attention; do
     sweeplab-train experiment=code_search model="$model" optimizer.lr="${lr[$model]}" num_threads=1 \
         hydra.run.dir="$root/$model" callbacks.progress_bar=null ${args[@]+"${args[@]}"}
