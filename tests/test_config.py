@@ -21,6 +21,7 @@ from sweeplab.config.schema import (
     CONFIG_MODULE,
     DATA_FACTS,
     IMAGES,
+    PAIRS,
     TASK_RUN_ARGS,
     TOKENS,
     TRAINER_SET_BY_RUN,
@@ -39,6 +40,9 @@ def batch_and_output(kind):
 
     if kind == TOKENS:
         return torch.randint(0, FACT_VALUES["vocab_size"], (2, 12)), (2, 12, FACT_VALUES["vocab_size"])
+    if kind == PAIRS:  # (queries, functions) -> each query's score against each function
+        ids = torch.randint(1, FACT_VALUES["vocab_size"], (2, 12))
+        return (ids, ids.flip(1)), (2, 2)
     assert kind == IMAGES, f"a batch for kind {kind!r}: add it here with its data facts"
     size = FACT_VALUES["image_size"]
     return torch.randn(2, FACT_VALUES["in_channels"], size, size), (2, FACT_VALUES["num_classes"])

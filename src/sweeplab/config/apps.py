@@ -1,9 +1,10 @@
-"""sweeplab-eval and sweeplab-generate: their structured configs and the checks of their command lines.
+"""sweeplab-eval, sweeplab-generate and sweeplab-search: their structured configs and the checks of their
+command lines.
 
-The values live in conf/eval.yaml and conf/generate.yaml; the dataclasses here hold only the types and the
-ranges (``metadata``, as in schema.py). They are registered in Hydra's ConfigStore as ``<app>_schema``,
-which each YAML lists first in its defaults, so Hydra types the composed config. Everything here runs
-before torch is imported: a bad option, value or run path costs no start-up time.
+The values live in conf/eval.yaml, conf/generate.yaml and conf/search.yaml; the dataclasses here hold only
+the types and the ranges (``metadata``, as in schema.py). They are registered in Hydra's ConfigStore as
+``<app>_schema``, which each YAML lists first in its defaults, so Hydra types the composed config.
+Everything here runs before torch is imported: a bad option, value or run path costs no start-up time.
 """
 
 from __future__ import annotations
@@ -55,10 +56,21 @@ class GenerateConf:
     accelerator: str = field(metadata={"choices": ACCELERATORS})
 
 
-APPS: dict[str, type] = {"eval": EvalConf, "generate": GenerateConf}
+@dataclass
+class SearchConf:
+    run: str
+    query: str
+    top_k: int = field(metadata={"ge": 1})
+    lines: int = field(metadata={"ge": 0, "le": 30})
+    data: dict[str, Any]  # as EvalConf.data: the corpus to search, from the run's own data config
+    rebuild: bool
+    accelerator: str = field(metadata={"choices": ACCELERATORS})
+
+
+APPS: dict[str, type] = {"eval": EvalConf, "generate": GenerateConf, "search": SearchConf}
 # Text options: whatever the user types is the value (Hydra would read `prefix=def f(` as bad syntax and
 # `prefix=123` as a number).
-TEXT_KEYS = ("run", "prefix")
+TEXT_KEYS = ("run", "prefix", "query")
 SAMPLING_KEYS = ("temperature", "top_k", "top_p")
 
 for _name, _schema in APPS.items():
@@ -157,15 +169,16 @@ def prepare_argv(app: str, argv: list[str], prog: str) -> list[str]:
             continue
         if o.type == OverrideType.DEL:
             raise ConfigError(f"'{line}': options cannot be removed; set {bare}=null or leave it out")
-        if app == "eval" and bare == "data":
+        takes_data = "data" in {f.name for f in fields(APPS[app])}
+        if takes_data and bare == "data":
             raise ConfigError(
                 f"'{line}': data takes overrides of the run's own data config, one key at a time "
                 "(data.path=..., data.batch_size=...)"
             )
-        if app == "eval" and bare.startswith("data."):
+        if takes_data and bare.startswith("data."):
             line = f"++{line.lstrip('+')}"  # the data node is empty until the run's own config fills it
         elif bare not in {f.name for f in fields(APPS[app])}:
-            names = [f.name for f in fields(APPS[app])] + (["data.<key>"] if app == "eval" else [])
+            names = [f.name for f in fields(APPS[app])] + (["data.<key>"] if takes_data else [])
             raise ConfigError(f"unknown option '{bare}'{did_you_mean(bare, names)}; options: {', '.join(names)}")
         out.append(line)
         checked.append(o)

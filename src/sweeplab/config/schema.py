@@ -520,3 +520,91 @@ class WandbLoggerConf(Target):
     save_dir: str = spec()
     offline: bool = spec()
     log_model: bool = spec()
+
+
+# ---------------------------------------------------------------- code search (docstring -> function retrieval)
+# A third kind of batch: (query ids [B, Tq], code ids [B, Tc]) pairs, padded with id 0; the evaluation batches
+# add the number of leading rows that are not scored (docs/ARCHITECTURE.md).
+PAIRS = "pairs"
+DATA_FACTS[PAIRS] = ("vocab_size", "max_len")
+BM25_METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
+
+
+@schema("data", "code_search")
+@dataclass
+class CodeSearchDataConf(Target):
+    produces: ClassVar[str] = PAIRS
+    path: Any = spec()  # as data=codesearchnet: a directory, a glob, a file or a list of these
+    hub: Optional[str] = spec()
+    language: str = spec()
+    data_dir: str = spec()
+    cache_dir: Optional[str] = spec()
+    skip_bad_rows: bool = spec()
+    vocab_size: int = spec(ge=4)
+    subtokens: bool = spec()
+    min_query_tokens: int = spec(ge=1)
+    max_query_len: int = spec(ge=1)
+    max_code_len: int = spec(ge=1)
+    batch_size: int = spec(ge=2)  # in-batch negatives: at least one
+    eval_batch_size: int = spec(ge=2)
+    eval_order_seed: int = spec(ge=0)
+    num_workers: int = spec(ge=0)
+
+
+@schema("task", "code_search")
+@dataclass
+class CodeSearchTaskConf(Target):
+    consumes: ClassVar[str] = PAIRS
+    recall_at: list[int] = spec(ge=1)
+    num_examples: int = spec(ge=0)
+
+
+@dataclass
+class PairEncoderConf(Target):
+    """What every neural query/code encoder shares (models/dual_encoder.py)."""
+
+    consumes: ClassVar[str] = PAIRS
+    embed_dim: int = spec(ge=1)
+    dropout: float = spec(ge=0, lt=1)
+    pooling: str = spec(choices=("mean", "attention"))
+    shared: bool = spec()
+    temperature: float = spec(gt=0)
+
+
+@schema("model", "nbow")
+@dataclass
+class NBoWConf(PairEncoderConf):
+    pass
+
+
+@schema("model", "cnn_encoder")
+@dataclass
+class CNNEncoderConf(PairEncoderConf):
+    hidden_dim: int = spec(ge=1)
+    num_layers: int = spec(ge=1)
+    kernel_size: int = spec(ge=1)
+
+
+@schema("model", "birnn")
+@dataclass
+class BiRNNConf(PairEncoderConf):
+    cell: str = spec(choices=("rnn", "gru", "lstm"))
+    hidden_dim: int = spec(ge=1)
+    num_layers: int = spec(ge=1)
+
+
+@schema("model", "self_attention")
+@dataclass
+class SelfAttentionConf(PairEncoderConf):
+    hidden_dim: int = spec(ge=1)
+    num_layers: int = spec(ge=1)
+    num_heads: int = spec(ge=1)
+
+
+@schema("model", "bm25")
+@dataclass
+class BM25Conf(Target):
+    consumes: ClassVar[str] = PAIRS
+    k1: float = spec(ge=0)
+    b: float = spec(ge=0, le=1)
+    method: str = spec(choices=BM25_METHODS)

@@ -50,6 +50,7 @@ HUB_COLUMNS = {
     "func_code_url": "url",
 }
 MIN_VOCAB = 4  # PAD, UNK, EOS, BOS
+TOKEN_LISTS = ("code_tokens",)  # the fields the language model needs: lists of strings in every row
 
 
 # ---------------------------------------------------------------- finding and checking files
@@ -106,9 +107,20 @@ def has_rows(path: Path) -> bool:
         return True  # unreadable: the loader reports it with the file's name
 
 
-def bad_lines(path: Path, limit: int | None = None) -> list[tuple[int, str]]:
+def _row_problem(row, lists: Sequence[str]) -> str | None:
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    for name in lists:
+        if name not in row or row[name] is None:
+            return f"no '{name}' field"
+        if not isinstance(row[name], list) or not all(isinstance(t, str) for t in row[name]):
+            return f"'{name}' is not a list of strings"
+    return None
+
+
+def bad_lines(path: Path, limit: int | None = None, lists: Sequence[str] = TOKEN_LISTS) -> list[tuple[int, str]]:
     """(line number, what is wrong) for each line the loader cannot use: not JSON, not an object, or no
-    list of strings under ``code_tokens``. Blank lines are fine (skipped, as datasets does)."""
+    list of strings under one of ``lists``. Blank lines are fine (skipped, as datasets does)."""
     out: list[tuple[int, str]] = []
     try:
         with _open_text(path) as f:
@@ -120,14 +132,9 @@ def bad_lines(path: Path, limit: int | None = None) -> list[tuple[int, str]]:
                 except ValueError as e:
                     out.append((n, f"not JSON ({str(e).split(':')[0]})"))
                 else:
-                    if not isinstance(row, dict):
-                        out.append((n, "not a JSON object"))
-                    elif "code_tokens" not in row or row["code_tokens"] is None:
-                        out.append((n, "no 'code_tokens' field"))
-                    elif not isinstance(row["code_tokens"], list) or not all(
-                        isinstance(t, str) for t in row["code_tokens"]
-                    ):
-                        out.append((n, "'code_tokens' is not a list of strings"))
+                    problem = _row_problem(row, lists)
+                    if problem:
+                        out.append((n, problem))
                 if limit and len(out) >= limit:
                     break
     except (OSError, EOFError, UnicodeDecodeError) as e:  # a truncated .gz, or bytes that are not UTF-8
@@ -206,8 +213,189 @@ def frame(ids: np.ndarray, lengths: np.ndarray, bos: int, eos: int, max_seq_len:
     return flat, sizes.astype(np.int64)
 
 
+# ---------------------------------------------------------------- reading rows by split
+class CodeSearchNetRows:
+    """Reading CodeSearchNet-format rows by split, for the datamodules of this format (this language model;
+    code search in code_search.py). Mixed into a datamodule that sets ``path``, ``hub``, ``language``,
+    ``data_dir``, ``cache_dir``, ``skip_bad_rows`` and ``facts`` (data facts for metrics.json)."""
+
+    path: str | Sequence[str] | None
+    hub: str | None
+    language: str
+    data_dir: Path
+    cache_dir: str | None
+    skip_bad_rows: bool
+    facts: dict
+
+    def source(self) -> tuple[str, list[Path] | None]:
+        """(description, data files); files are None for the hub."""
+        if self.hub:
+            return f"hub:{self.hub}/{self.language}", None
+        if self.path:
+            return str(self.path), resolve_files(self.path)
+        from sweeplab.data.stdlib_corpus import ensure_corpus
+
+        root, manifest = ensure_corpus(self.data_dir)
+        self.facts.update(
+            corpus_functions=manifest["functions"],
+            corpus_tokens=manifest["tokens"],
+            corpus_files=manifest["files"],
+            corpus_python=manifest["python"],
+        )
+        return f"stdlib corpus {root}", resolve_files(str(root / self.language / "final" / "jsonl"))
+
+    def data_files(self) -> list[Path]:
+        """The files a run reads, for its identity (no loading). The stdlib corpus and the hub copy are named by
+        the config alone (and the interpreter that built the corpus, in its manifest)."""
+        return resolve_files(self.path) if self.path and not self.hub else []
+
+    def load_columns(self, lists: Sequence[str] = TOKEN_LISTS, columns: Sequence[str] = ()) -> dict[str, dict]:
+        """By split, ``{name: pyarrow array}``: each of ``lists`` as list<string> (required in every row) and
+        each of ``columns`` as strings ("" where a file has no such field). No Python lists: counting and
+        encoding run in Arrow, which keeps the full 400k-function CodeSearchNet fast."""
+        import pyarrow.compute as pc
+
+        what, files = self.source()
+        self.facts["source"] = what
+        if files is None:
+            return self._load_hub(lists, columns)
+        groups: dict[str, list[Path]] = {}
+        for f in files:
+            groups.setdefault(split_from_path(f) or "mixed", []).append(f)
+        # Empty files hold no rows (datasets fails on a split made of them only): leave them out.
+        nonempty = {k: [f for f in v if has_rows(f)] for k, v in groups.items()}
+        for s in SPLITS:
+            if s in groups and not nonempty[s] and "mixed" not in groups:
+                raise DataError(f"the {s} partition is empty ({', '.join(map(str, groups[s]))})")
+        groups = {k: v for k, v in nonempty.items() if v}
+        if not groups:
+            raise DataError(f"{what}: every data file is empty")
+        tables = self._load_json(groups, lists)
+        parts: dict[str, list] = {s: [] for s in SPLITS}
+        for name, table in tables.items():
+            if name != "mixed":
+                parts[name].append(table)
+                continue
+            if "partition" not in table.column_names:
+                raise DataError(
+                    f"{groups['mixed'][0]}: the split is neither in the path (train/valid/test) "
+                    f"nor in a 'partition' field"
+                )
+            partition = table.column("partition")
+            for label, split in PARTITION_NAMES.items():
+                chosen = table.filter(pc.equal(partition, label))
+                if len(chosen):
+                    parts[split].append(chosen)
+        out = {}
+        for s in SPLITS:
+            if not sum(len(t) for t in parts[s]):
+                where = ", ".join(str(f) for f in groups.get(s, []) or groups.get("mixed", [])) or what
+                raise DataError(f"the {s} partition is empty ({where})")
+            out[s] = _select(parts[s], lists, columns)
+        return out
+
+    def _load_json(self, groups: dict[str, list[Path]], lists: Sequence[str]):
+        """pyarrow tables by split through datasets' json loader (cached); bad lines are located by a plain
+        scan only when the fast path fails, then reported or (skip_bad_rows) dropped from cleaned copies."""
+        import datasets
+
+        datasets.disable_progress_bars()
+        data_files = {k: [str(f) for f in v] for k, v in groups.items()}
+        dd, err = None, None
+        try:
+            dd = datasets.load_dataset("json", data_files=data_files, cache_dir=self.cache_dir)
+            ok = all(_lists_ok(d, lists) for d in dd.values())
+        except Exception as e:
+            ok, err = False, e
+        if ok:
+            self.facts["bad_rows"] = 0
+            return {k: d.data.table if hasattr(d.data, "table") else d.data for k, d in dd.items()}
+        found = {f: bad_lines(f, lists=lists) for fs in groups.values() for f in fs}
+        found = {f: b for f, b in found.items() if b}
+        if not found:
+            cause = str((err.__cause__ or err) if err else f"no list of strings under {lists[0]}").strip()
+            files = ", ".join(str(f) for fs in groups.values() for f in fs)
+            raise DataError(f"{files}: cannot load: {cause.splitlines()[0] if cause else type(err).__name__}")
+        n_bad = sum(len(b) for b in found.values())
+        f, b = next(iter(found.items()))
+        where = f"{f}:{b[0][0]}" if b[0][0] else str(f)
+        if not self.skip_bad_rows:
+            raise DataError(
+                f"{where}: {b[0][1]} ({n_bad} bad line{'s' * (n_bad > 1)} in {len(found)} "
+                f"file{'s' * (len(found) > 1)}; data.skip_bad_rows=true skips them)"
+            )
+        if any(line == 0 for bb in found.values() for line, _ in bb):
+            raise DataError(f"{where}: {b[0][1]}")
+        log.warning("skipping %d bad line(s) in %d file(s), first %s: %s", n_bad, len(found), where, b[0][1])
+        cleaned = self.data_dir / "cleaned"
+        groups = {
+            k: [_cleaned_copy(f, {n for n, _ in found[f]}, cleaned) if f in found else f for f in v]
+            for k, v in groups.items()
+        }
+        dd = datasets.load_dataset(
+            "json", data_files={k: [str(f) for f in v] for k, v in groups.items()}, cache_dir=self.cache_dir
+        )
+        self.facts["bad_rows"] = n_bad
+        return {k: d.data.table if hasattr(d.data, "table") else d.data for k, d in dd.items()}
+
+    def _load_hub(self, lists: Sequence[str], columns: Sequence[str]) -> dict[str, dict]:
+        import datasets
+
+        datasets.disable_progress_bars()
+        try:
+            dd = datasets.load_dataset(self.hub, self.language, cache_dir=self.cache_dir)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"data.hub={self.hub}: cannot load ({msg})") from None
+        out = {}
+        for name, d in dd.items():
+            d = d.rename_columns({k: v for k, v in HUB_COLUMNS.items() if k in d.column_names})
+            for field in lists:
+                if field not in d.column_names:
+                    raise DataError(f"data.hub={self.hub}: the {name} split has no {field}")
+            table = d.data.table if hasattr(d.data, "table") else d.data
+            out[PARTITION_NAMES.get(name, name)] = _select([table], lists, columns)
+        for s in SPLITS:
+            if s not in out or not len(out[s][lists[0]]):
+                raise DataError(f"data.hub={self.hub}: the {s} partition is empty")
+        return out
+
+
+def _lists_ok(d, lists: Sequence[str]) -> bool:
+    import pyarrow as pa
+
+    for name in lists:
+        if name not in d.column_names:
+            return False
+        col = d.data.column(name)
+        if not (
+            (pa.types.is_list(col.type) or pa.types.is_large_list(col.type))
+            and pa.types.is_string(col.type.value_type)
+            and col.null_count == 0
+        ):
+            return False
+    return True
+
+
+def _select(tables: list, lists: Sequence[str], columns: Sequence[str]) -> dict:
+    """One split's tables -> {name: one array}: the token lists as list<string>, the other columns as strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = {name: _combine([c for t in tables for c in t.column(name).chunks]) for name in lists}
+    for name in columns:
+        parts = [
+            pc.fill_null(t.column(name).cast(pa.string()), "")
+            if name in t.column_names
+            else pa.array([""] * len(t), type=pa.string())
+            for t in tables
+        ]
+        out[name] = pa.chunked_array([c for p in parts for c in getattr(p, "chunks", [p])]).combine_chunks()
+    return out
+
+
 # ---------------------------------------------------------------- the datamodule
-class CodeSearchNetDataModule(pl.LightningDataModule):
+class CodeSearchNetDataModule(CodeSearchNetRows, pl.LightningDataModule):
     def __init__(
         self,
         *,
@@ -248,145 +436,9 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
         self.splits: dict[str, PackedPairs] = {}
         self.facts: dict = {}
 
-    # -------------------------------------------------------------- loading
-    def source(self) -> tuple[str, list[Path] | None]:
-        """(description, data files); files are None for the hub."""
-        if self.hub:
-            return f"hub:{self.hub}/{self.language}", None
-        if self.path:
-            return str(self.path), resolve_files(self.path)
-        from sweeplab.data.stdlib_corpus import ensure_corpus
-
-        root, manifest = ensure_corpus(self.data_dir)
-        self.facts.update(
-            corpus_functions=manifest["functions"],
-            corpus_tokens=manifest["tokens"],
-            corpus_files=manifest["files"],
-            corpus_python=manifest["python"],
-        )
-        return f"stdlib corpus {root}", resolve_files(str(root / self.language / "final" / "jsonl"))
-
     def load_token_lists(self) -> dict:
-        """``code_tokens`` of every function by split, as pyarrow list<string> arrays (no Python lists:
-        counting and encoding run in Arrow, which keeps the full 400k-function CodeSearchNet fast)."""
-        import pyarrow.compute as pc
-
-        what, files = self.source()
-        self.facts["source"] = what
-        if files is None:
-            return self._load_hub()
-        groups: dict[str, list[Path]] = {}
-        for f in files:
-            groups.setdefault(split_from_path(f) or "mixed", []).append(f)
-        # Empty files hold no rows (datasets fails on a split made of them only): leave them out.
-        nonempty = {k: [f for f in v if has_rows(f)] for k, v in groups.items()}
-        for s in SPLITS:
-            if s in groups and not nonempty[s] and "mixed" not in groups:
-                raise DataError(f"the {s} partition is empty ({', '.join(map(str, groups[s]))})")
-        groups = {k: v for k, v in nonempty.items() if v}
-        if not groups:
-            raise DataError(f"{what}: every data file is empty")
-        tables = self._load_json(groups)
-        parts: dict[str, list] = {s: [] for s in SPLITS}
-        for name, table in tables.items():
-            if name != "mixed":
-                parts[name].append(table.column("code_tokens"))
-                continue
-            if "partition" not in table.column_names:
-                raise DataError(
-                    f"{groups['mixed'][0]}: the split is neither in the path (train/valid/test) "
-                    f"nor in a 'partition' field"
-                )
-            partition = table.column("partition")
-            for label, split in PARTITION_NAMES.items():
-                chosen = table.filter(pc.equal(partition, label)).column("code_tokens")
-                if len(chosen):
-                    parts[split].append(chosen)
-        out = {}
-        for s in SPLITS:
-            chunks = [c for col in parts[s] for c in col.chunks]
-            if not sum(len(c) for c in chunks):
-                where = ", ".join(str(f) for f in groups.get(s, []) or groups.get("mixed", [])) or what
-                raise DataError(f"the {s} partition is empty ({where})")
-            out[s] = _combine(chunks)
-        return out
-
-    def _load_json(self, groups: dict[str, list[Path]]):
-        """pyarrow tables by split through datasets' json loader (cached); bad lines are located by a plain
-        scan only when the fast path fails, then reported or (skip_bad_rows) dropped from cleaned copies."""
-        import datasets
-
-        datasets.disable_progress_bars()
-        data_files = {k: [str(f) for f in v] for k, v in groups.items()}
-        dd, err = None, None
-        try:
-            dd = datasets.load_dataset("json", data_files=data_files, cache_dir=self.cache_dir)
-            ok = all(self._tokens_ok(d) for d in dd.values())
-        except Exception as e:
-            ok, err = False, e
-        if ok:
-            self.facts["bad_rows"] = 0
-            return {k: d.data.table if hasattr(d.data, "table") else d.data for k, d in dd.items()}
-        found = {f: bad_lines(f) for fs in groups.values() for f in fs}
-        found = {f: b for f, b in found.items() if b}
-        if not found:
-            cause = str((err.__cause__ or err) if err else "no list of strings under code_tokens").strip()
-            files = ", ".join(str(f) for fs in groups.values() for f in fs)
-            raise DataError(f"{files}: cannot load: {cause.splitlines()[0] if cause else type(err).__name__}")
-        n_bad = sum(len(b) for b in found.values())
-        f, b = next(iter(found.items()))
-        where = f"{f}:{b[0][0]}" if b[0][0] else str(f)
-        if not self.skip_bad_rows:
-            raise DataError(
-                f"{where}: {b[0][1]} ({n_bad} bad line{'s' * (n_bad > 1)} in {len(found)} "
-                f"file{'s' * (len(found) > 1)}; data.skip_bad_rows=true skips them)"
-            )
-        if any(line == 0 for bb in found.values() for line, _ in bb):
-            raise DataError(f"{where}: {b[0][1]}")
-        log.warning("skipping %d bad line(s) in %d file(s), first %s: %s", n_bad, len(found), where, b[0][1])
-        cleaned = self.data_dir / "cleaned"
-        groups = {
-            k: [_cleaned_copy(f, {n for n, _ in found[f]}, cleaned) if f in found else f for f in v]
-            for k, v in groups.items()
-        }
-        dd = datasets.load_dataset(
-            "json", data_files={k: [str(f) for f in v] for k, v in groups.items()}, cache_dir=self.cache_dir
-        )
-        self.facts["bad_rows"] = n_bad
-        return {k: d.data.table if hasattr(d.data, "table") else d.data for k, d in dd.items()}
-
-    @staticmethod
-    def _tokens_ok(d) -> bool:
-        import pyarrow as pa
-
-        if "code_tokens" not in d.column_names:
-            return False
-        col = d.data.column("code_tokens")
-        return (
-            (pa.types.is_list(col.type) or pa.types.is_large_list(col.type))
-            and pa.types.is_string(col.type.value_type)
-            and col.null_count == 0
-        )
-
-    def _load_hub(self) -> dict[str, list[list[str]]]:
-        import datasets
-
-        datasets.disable_progress_bars()
-        try:
-            dd = datasets.load_dataset(self.hub, self.language, cache_dir=self.cache_dir)
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DataError(f"data.hub={self.hub}: cannot load ({msg})") from None
-        out = {}
-        for name, d in dd.items():
-            d = d.rename_columns({k: v for k, v in HUB_COLUMNS.items() if k in d.column_names})
-            if "code_tokens" not in d.column_names:
-                raise DataError(f"data.hub={self.hub}: the {name} split has no code_tokens")
-            out[PARTITION_NAMES.get(name, name)] = _combine(d.data.column("code_tokens").chunks)
-        for s in SPLITS:
-            if s not in out or not len(out[s]):
-                raise DataError(f"data.hub={self.hub}: the {s} partition is empty")
-        return out
+        """``code_tokens`` of every function by split, as pyarrow list<string> arrays."""
+        return {s: cols["code_tokens"] for s, cols in self.load_columns(TOKEN_LISTS).items()}
 
     # -------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -434,11 +486,6 @@ class CodeSearchNetDataModule(pl.LightningDataModule):
     # -------------------------------------------------------------- contract (docs/ARCHITECTURE.md)
     def model_kwargs(self) -> dict:
         return {"vocab_size": len(self.vocab), "max_len": max(int(d.lengths.max()) for d in self.splits.values())}
-
-    def data_files(self) -> list[Path]:
-        """The files a run reads, for its identity (no loading). The stdlib corpus and the hub copy are named by
-        the config alone (and the interpreter that built the corpus, in its manifest)."""
-        return resolve_files(self.path) if self.path and not self.hub else []
 
     def stats(self) -> dict:
         return dict(self.facts)

@@ -91,10 +91,11 @@ def _vocab(restored: Restored):
     from sweeplab.data.vocab import Vocab
 
     state = restored.datamodule_state.get("vocab")
-    if state is None:
+    # A code-search run has a vocabulary too, but no task that generates (its task config has no max_new_tokens).
+    if state is None or "max_new_tokens" not in restored.cfg.task:
         raise RestoreError(
             f"{restored.checkpoint} is not a language model's checkpoint: its task is {restored.task_name()} "
-            f"(data={restored.choices.get('data')}), with no vocabulary to generate from"
+            f"(data={restored.choices.get('data')}), with nothing to generate from"
         )
     return Vocab.from_state(state)
 
