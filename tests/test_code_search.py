@@ -363,7 +363,7 @@ def test_eval_reports_the_runs_retrieval_metrics(runs):
 
 
 def test_search_finds_functions_and_caches_its_index(runs, rows):
-    from sweeplab.search import search
+    from sweeplab.api import search
 
     out, _ = runs["nbow"]
     where = out / "search_index"
@@ -390,7 +390,7 @@ def test_search_finds_functions_and_caches_its_index(runs, rows):
 
 
 def test_search_refuses_bad_queries_and_other_tasks(runs, trained_names_run):
-    from sweeplab.search import search
+    from sweeplab.api import search
 
     out, _ = runs["nbow"]
     with pytest.raises(ConfigError) as e:

@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from sweeplab.search import search
+from sweeplab.api import search
 
 ORDER = ["bm25", "nbow", "cnn_encoder", "birnn", "self_attention"]
 # CodeSearchNet paper (Husain et al. 2019), Table 3, Python test MRR (1,000-pair batches, 412k train pairs).

@@ -7,6 +7,7 @@ process, and get the result back — the same checks, run dir and files as ``swe
     result.status, result.best["val/loss"], result.final["test/loss"], result.run_dir
     api.generate(result.run_dir, num_samples=5)
     api.evaluate(result.run_dir)
+    api.search(code_search_run_dir, "read a csv file", top_k=3)
 """
 
 from __future__ import annotations
@@ -118,3 +119,11 @@ def generate(run: str | Path, **options: Any) -> list[str]:
     from sweeplab.runs import inference
 
     return inference.generate(run, **options)
+
+
+def search(run: str | Path, query: str, **options: Any) -> list[dict]:
+    """The functions of a code-search run's corpus that best match ``query``, best first: see
+    ``sweeplab-search``."""
+    from sweeplab.runs import search_index
+
+    return search_index.search(run, query, **options)
