@@ -9,6 +9,7 @@ import gzip
 import json
 import math
 import os
+import re
 import shutil
 
 import pytest
@@ -21,7 +22,15 @@ from conftest import build
 from sweeplab.constants import IGNORE_INDEX
 from sweeplab.data.batching import PackedPairs, TokenBudgetSampler
 from sweeplab.data.pytokens import detokenize, tokenize
-from sweeplab.data.stdlib_corpus import SPLITS, build_corpus, ensure_corpus, file_functions, split_of, stdlib_root
+from sweeplab.data.stdlib_corpus import (
+    SPLITS,
+    build_corpus,
+    ensure_corpus,
+    file_functions,
+    split_of,
+    stdlib_root,
+    stdlib_url_base,
+)
 from sweeplab.errors import DataError
 
 # Real code for the fixtures: small, stable stdlib modules (a few dozen functions in all).
@@ -203,6 +212,18 @@ def test_stdlib_corpus_builder_on_a_small_directory(tmp_path):
     again = build_corpus(tmp_path / "again", root=src, workers=1)
     assert (tmp_path / "again" / f.relative_to(out)).read_bytes() == before[1]
     assert again["splits"] == manifest["splits"]
+
+
+def test_stdlib_rows_link_to_their_lines_in_cpython():
+    rows, why = file_functions(stdlib_root() / "textwrap.py", "Lib/textwrap.py", stdlib_url_base())
+    assert why is None
+    dedent = next(r for r in rows if r["func_name"] == "dedent")
+    m = re.fullmatch(
+        r"https://github\.com/python/cpython/blob/v3\.\d+\.\d+/Lib/textwrap\.py#L(\d+)-L(\d+)", dedent["url"]
+    )
+    assert m, dedent["url"]
+    lines = (stdlib_root() / "textwrap.py").read_text(encoding="utf-8").splitlines()
+    assert lines[int(m[1]) - 1].lstrip().startswith("def dedent(") and int(m[2]) > int(m[1])
 
 
 # ---------------------------------------------------------------- loader

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sweeplab.data.pytokens import raw_tokens, significant, tokens_in_span
 
-CORPUS_VERSION = 2  # bump when the rows change: the cache key holds it
+CORPUS_VERSION = 3  # bump when the rows change: the cache key holds it
 SPLITS = ("train", "valid", "test")
 FRACTIONS = (0.8, 0.1, 0.1)
 # CodeSearchNet's docstring tokenizer (github/CodeSearchNet function_parser), applied to the summary.
@@ -155,6 +155,12 @@ def _work(args):
     )
 
 
+def stdlib_url_base() -> str:
+    """CPython's sources at this interpreter's tag; a row's ``url`` adds its path (``Lib/...``) and lines."""
+    v = sys.version_info
+    return f"https://github.com/python/cpython/blob/v{v.major}.{v.minor}.{v.micro}"
+
+
 def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = None, workers: int | None = None) -> dict:
     """Write the corpus of the ``.py`` files under ``root`` (default: the stdlib) to ``out_dir``; return
     the manifest. The directory is built beside ``out_dir`` and renamed into place when complete."""
@@ -162,8 +168,7 @@ def build_corpus(out_dir: str | os.PathLike, root: str | os.PathLike | None = No
     out_dir = Path(out_dir).expanduser()
     root = Path(root) if root is not None else stdlib_root()
     is_stdlib = root.resolve() == stdlib_root().resolve()
-    v = sys.version_info
-    url_base = f"https://github.com/python/cpython/blob/v{v.major}.{v.minor}.{v.micro}/Lib" if is_stdlib else None
+    url_base = stdlib_url_base() if is_stdlib else None
     prefix = "Lib/" if is_stdlib else ""
     files = source_files(root)
     jobs = [(str(p), prefix + p.relative_to(root).as_posix(), url_base) for p in files]
