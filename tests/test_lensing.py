@@ -225,7 +225,7 @@ def test_crop_is_a_translation_padded_with_the_sky():
     for _ in range(100):
         out = crop(x)
         assert out.shape == x.shape and out.sum() == 1.0 and out.min() == 0.0  # moved, not resized
-        (r, c), = (out[0] == 1).nonzero().tolist()
+        ((r, c),) = (out[0] == 1).nonzero().tolist()
         shifts.add((r - 5, c - 6))
     assert {dy for dy, _ in shifts} == {dx for _, dx in shifts} == set(range(-3, 4))  # up to ±padding
     edge = torch.ones(1, 8, 8)

@@ -58,7 +58,8 @@ class ResNet(nn.Module):
         for s in range(stages):
             out = width * 2**s
             for d in range(depth):
-                layers.append(BasicBlock(channels, out, stride=2 if s > 0 and d == 0 else 1, drop_path=next(drop_paths)))
+                stride = 2 if s > 0 and d == 0 else 1
+                layers.append(BasicBlock(channels, out, stride=stride, drop_path=next(drop_paths)))
                 channels = out
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))

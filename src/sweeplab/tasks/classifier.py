@@ -2,10 +2,11 @@
 
 Cross-entropy with the base class's label-smoothing switch, optional mixup / cutmix, optional test-time
 augmentation (every evaluation averages the probabilities over the images' rotations and/or mirror images,
-for data whose labels those leave alone, as the sky's), and epoch-level metrics for val and test: accuracy, macro-F1, per-class and macro one-vs-rest ROC-AUC and the confusion
-matrix. They are stateful torchmetrics, updated per batch and computed over the whole epoch (on every
-rank's share together under DDP), then reset. ``artifacts`` returns roc.png and confusion.png,
-``record_fields`` the ``classification`` block of metrics.json.
+for data whose labels those leave alone, as the sky's), and epoch-level metrics for val and test: accuracy,
+macro-F1, per-class and macro one-vs-rest ROC-AUC and the confusion matrix. They are stateful torchmetrics,
+updated per batch and computed over the whole epoch (on every rank's share together under DDP), then reset.
+``artifacts`` returns roc.png and confusion.png, ``record_fields`` the ``classification`` block of
+metrics.json.
 """
 
 from __future__ import annotations
