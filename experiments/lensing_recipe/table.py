@@ -83,7 +83,9 @@ def main() -> None:
         raise SystemExit(f"table.py: no run dirs with metrics.json under {' '.join(args.paths)}")
     if args.sort == "fsub":
         table.sort(key=lambda r: (-float(r["fsub"].split("-")[0]) if r["fsub"][0].isdigit() else 0, r["model"]))
-    print("| f_sub | model | setting | test macro AUC | test acc | test macro-F1 | best val AUC | params | epochs | min |")
+    print(
+        "| f_sub | model | setting | test macro AUC | test acc | test macro-F1 | best val AUC | params | epochs | min |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in table:
         status = "" if r["status"] == "completed" else f" ({r['status']})"

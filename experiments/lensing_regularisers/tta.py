@@ -26,7 +26,11 @@ def scores(run: str, views: list[str]) -> tuple[dict, float]:
     dm.prepare_data()
     dm.setup("test")
     trainer = pl.Trainer(
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     t0 = time.perf_counter()
     res = trainer.test(build_task(restored), datamodule=dm, verbose=False)[0]
