@@ -518,11 +518,13 @@ def test_networks_shapes_and_sizes():
     assert count(network("resnet", 64, 8, 1)) < count(network("resnet", 64, 16, 2))
 
 
-@pytest.mark.parametrize("model,on_the_fly", [("densenet_cbam", False), ("resnet", True)])
+@pytest.mark.parametrize("model,on_the_fly", [("densenet_cbam", False), ("resnet", True), (None, False)])
 def test_each_network_fast_dev_run_64px(model, on_the_fly, run_job, lensing_cache):
+    """Each network end to end; with no model= the data set's default (the ResNet), its augmentations and
+    rotation-averaged scoring."""
     out, m = run_job(
         "data=lensing",
-        f"model={model}",
+        *([f"model={model}"] if model else []),
         "debug=fast_dev_run",
         "data.train_per_class=6",
         "data.val_per_class=3",
@@ -543,6 +545,9 @@ def test_each_network_fast_dev_run_64px(model, on_the_fly, run_job, lensing_cach
     assert block["split"] == "test" and block["classes"] == ["no", "sphere", "vort"]
     assert block["auc_per_class"] == {n: m["final"][f"test/auc_{n}"] for n in block["classes"]}
     assert block["acc"] == pytest.approx(sum(conf[i][i] for i in range(3)) / 3)
+    if model is None:
+        assert m["choices"]["model"] == "resnet" and m["data"]["augment"] == "rot90,flip"
+        assert block["test_time_augment"] == ["rot90"]
 
 
 def test_short_training_beats_chance(run_job, lensing_cache):
