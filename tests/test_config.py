@@ -291,7 +291,11 @@ BAD = [
     (["callbacks.lr_monitor.logging_interval=stepp"], "logging_interval='stepp' is not allowed", "'step'"),
     (["+logger.csv.flush=1"], "unknown key 'logger.csv.flush'", "valid keys"),
     # kinds: data, model and task must fit
-    (["data=lensing"], "model=mlp takes tokens but data=lensing gives images", "densenet_cbam, resnet"),
+    (
+        ["data=lensing", "model=mlp"],
+        "model=mlp takes tokens but data=lensing gives images",
+        "densenet_cbam, densenet_cbam_seed, resnet",
+    ),
     (["model=resnet"], "model=resnet takes images but data=names gives tokens", "model options for tokens: "),
     (["data=lensing", "model=resnet", "task=language_model"], "task=language_model takes tokens", "classifier"),
     (["task=classifier"], "task=classifier takes images but data=names gives tokens", "language_model"),

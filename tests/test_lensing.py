@@ -1,8 +1,9 @@
-"""Lensing study (issue 6): the caustics simulator, the DeepLense-layout loader and its bad-input errors,
+"""Lensing study: the caustics simulator, the DeepLense-layout loader and its bad-input errors,
 both networks end to end, and a short training that learns."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -189,14 +190,116 @@ def test_loader_accepts_2d_and_float64_files(tmp_path):
     assert x.shape == (1, 16, 16) and x.dtype == torch.float32 and label == 0
 
 
-def test_augmentations_are_symmetries():
-    from sweeplab.data.lensing import augment_batch
+@functools.cache
+def shipped_augment_params() -> dict:
+    import tempfile
 
+    from omegaconf import OmegaConf
+
+    from conftest import compose_job
+
+    with tempfile.TemporaryDirectory() as d:
+        return OmegaConf.to_container(compose_job(["data=lensing"], Path(d) / "run").data.augment_params)
+
+
+def augmenter(*names: str, **params):
+    """The shipped data=lensing augmentation settings, ``params`` replacing some: ``cutout={"p": 1}``."""
+    from sweeplab.data.lensing import Augment
+
+    shipped = shipped_augment_params()
+    return Augment(names, {k: {**v, **params.get(k, {})} for k, v in shipped.items()})
+
+
+def test_rot90_and_flip_are_the_symmetries_of_the_square():
     x = torch.arange(16.0).reshape(1, 4, 4)
     torch.manual_seed(0)
-    outs = {tuple(augment_batch(x, ["rot90", "flip"]).flatten().tolist()) for _ in range(64)}
-    assert len(outs) == 8  # the dihedral group of the square: 4 rotations × optional flip
+    both = augmenter("rot90", "flip")
+    outs = {tuple(both(x).flatten().tolist()) for _ in range(200)}
+    assert len(outs) == 8  # the dihedral group: 4 rotations × optional mirror image
     assert all(sorted(o) == sorted(x.flatten().tolist()) for o in outs)
+    turns = {tuple(augmenter("rot90")(x).flatten().tolist()) for _ in range(100)}
+    assert len(turns) == 4 and tuple(x.flatten().tolist()) in turns
+    assert all((augmenter(n, **{n: {"p": 0.0}})(x) == x).all() for n in ("rot90", "flip", "crop", "cutout"))
+    flips = [bool((augmenter("flip", flip={"p": 0.25})(x) != x).any()) for _ in range(400)]
+    assert 0.15 < np.mean(flips) < 0.35  # p is the chance of acting
+
+
+def test_crop_is_a_translation_padded_with_the_sky():
+    x = torch.zeros(1, 12, 12)
+    x[0, 5, 6] = 1.0  # one bright pixel, the rest sky
+    crop = augmenter("crop", crop={"p": 1.0, "padding": 3})
+    torch.manual_seed(1)
+    shifts = set()
+    for _ in range(100):
+        out = crop(x)
+        assert out.shape == x.shape and out.sum() == 1.0 and out.min() == 0.0  # moved, not resized
+        ((r, c),) = (out[0] == 1).nonzero().tolist()
+        shifts.add((r - 5, c - 6))
+    assert {dy for dy, _ in shifts} == {dx for _, dx in shifts} == set(range(-3, 4))  # up to ±padding
+    edge = torch.ones(1, 8, 8)
+    edge[0, 0, 0] = 0.25  # the minimum fills what comes in
+    outs = [crop(edge) for _ in range(20)]
+    assert all(set(o.unique().tolist()) <= {0.25, 1.0} for o in outs)
+
+
+def test_cutout_blanks_one_square_to_the_minimum():
+    x = torch.rand(1, 32, 32) + 1.0
+    x[0, 0, 0] = 0.0  # the minimum, in a corner
+    cut = augmenter("cutout", cutout={"p": 1.0, "size": 6})
+    torch.manual_seed(2)
+    inside = 0
+    for _ in range(50):
+        out = cut(x)
+        blank = out[0] != x[0]
+        blank[0, 0] = bool(blank[0, 1] and blank[1, 0])  # the corner holds the fill value already
+        rows, cols = blank.any(1).nonzero().flatten(), blank.any(0).nonzero().flatten()
+        assert len(rows) <= 6 and len(cols) <= 6 and blank.sum() == len(rows) * len(cols)  # one (clipped) square
+        assert (out[0][blank] == x.min()).all()  # blanked to the minimum, nothing else changed
+        inside += int(blank.sum() == 36)
+    assert inside > 20  # most squares lie wholly inside; those at the edge are clipped
+    assert (x[0].flatten()[1:] > 1.0).all()  # the input is left alone
+
+
+def test_augmentations_compose_in_the_order_listed_and_only_for_training(layout):
+    torch.manual_seed(3)
+    x = torch.rand(1, 16, 16)
+    cut_then_turn = augmenter("cutout", "rot90", cutout={"p": 1.0, "size": 4})
+    assert [fn.__name__ for fn, _ in cut_then_turn.steps] == ["cutout", "rot90"]
+    for _ in range(10):  # both act: one of the four orientations of x with one square blanked
+        out = cut_then_turn(x)
+        changed = [int((torch.rot90(out, -k, dims=(-2, -1)) != x).sum()) for k in range(4)]
+        assert 0 < min(changed) <= 16
+    small = {"rot90": {"p": 1.0}, "flip": {"p": 0.5}, "crop": {"p": 1.0, "padding": 2}, "cutout": {"p": 1.0, "size": 4}}
+    dm = lensing_dm(path=str(layout), augment=["rot90", "flip", "crop", "cutout"], augment_params=small)
+    dm.setup("fit")
+    assert dm.splits["train"].augment.names == ("rot90", "flip", "crop", "cutout")
+    for split in ("val", "test"):
+        ds = dm.splits[split]
+        assert not ds.augment and (ds[0][0] == ds[0][0]).all()  # evaluation images as they are
+    assert dm.stats()["augment"] == "rot90,flip,crop,cutout"
+    assert lensing_dm(path=str(layout), augment=[]).augment.names == ()
+
+
+def test_bad_augmentation_settings_are_refused(layout):
+    from sweeplab.config.preflight import check_overrides
+    from sweeplab.errors import ConfigError
+
+    for args, message in (
+        (["data=lensing", "data.augment=[rot90,flipp]"], "data.augment[]='flipp' is not allowed"),
+        (["data=lensing", "data.augment_params.cutout.p=1.5"], "data.augment_params.cutout.p=1.5 is out of range"),
+        (["data=lensing", "data.augment_params.crop.padding=-1"], "crop.padding=-1 is out of range"),
+        (["data=lensing", "task.test_time_augment=[rot45]"], "task.test_time_augment[]='rot45' is not allowed"),
+        (["data=lensing", "model.stochastic_depth=1"], "model.stochastic_depth=1 is out of range"),
+        (["data=lensing", "model.stem_stride=3"], "model.stem_stride=3 is not allowed"),
+    ):
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            check_overrides(args)
+    dm = lensing_dm(path=str(layout), augment=["crop"], augment_params={"crop": {"p": 1.0, "padding": 16}})
+    with pytest.raises(ConfigError) as err:
+        dm.setup("fit")  # 16-pixel images: the padding is only known to be too big once they are read
+    assert str(err.value) == (
+        "data.augment_params.crop.padding=16 is out of range for 16-pixel images: it must be < 16"
+    )
 
 
 def _break(root: Path, kind: str) -> tuple[Path, str]:
@@ -278,9 +381,138 @@ def test_bad_path_through_the_pipeline_is_one_line_error(run_job, tmp_path, lens
 
 
 # ------------------------------------------------------------------ networks and training
-def network(model: str, size: int, width: int, depth: int):
-    facts = {"in_channels": 1, "num_classes": 3, "image_size": size}
-    return build("model", "data=lensing", f"model={model}", f"model.width={width}", f"model.depth={depth}", **facts)
+FACTS = {"in_channels": 1, "num_classes": 3}
+
+
+def network(model: str, size: int, width: int, depth: int, *overrides: str):
+    args = (f"model={model}", f"model.width={width}", f"model.depth={depth}", *overrides)
+    return build("model", "data=lensing", *args, **FACTS, image_size=size)
+
+
+def test_stochastic_depth_drops_whole_images_in_training_only():
+    from sweeplab.models.densenet_cbam import StochasticDepth, linear_decay
+
+    drop = StochasticDepth(0.5)
+    x = torch.ones(4000, 3, 2, 2)
+    torch.manual_seed(0)
+    per_image = drop.train()(x).flatten(1)
+    assert set(per_image.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - p)
+    assert (per_image == per_image[:, :1]).all()  # a whole image's branch at a time, not single units
+    assert abs(float(per_image.mean()) - 1.0) < 0.05  # the expectation is kept
+    assert (drop.eval()(x) == x).all()
+    assert linear_decay(0.2, 4) == pytest.approx([0.05, 0.1, 0.15, 0.2])
+
+
+@pytest.mark.parametrize("model,layers", [("resnet", 4 * 2), ("densenet_cbam", 3 * 2)])
+def test_networks_stochastic_depth_is_random_in_training_and_off_in_evaluation(model, layers):
+    from sweeplab.models.densenet_cbam import StochasticDepth, linear_decay
+
+    net = network(model, 32, 4, 2, "model.stochastic_depth=0.5", "model.dropout=0")
+    rates = [m.p for m in net.modules() if isinstance(m, StochasticDepth)]
+    assert rates == pytest.approx(linear_decay(0.5, layers))  # one per block / dense layer, rising to the last
+    assert not any(isinstance(m, StochasticDepth) for m in network(model, 32, 4, 2).modules())
+    for m in net.modules():  # the ResNet starts each residual branch at zero: give them something to drop
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(m.weight)
+    x = torch.randn(8, 1, 32, 32)
+    net.train()
+    outs = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        outs.append(net(x))
+    assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])  # only the drops differ
+    net.eval()
+    assert torch.equal(net(x), net(x))
+
+
+def test_stem_stride_keeps_or_halves_the_resolution():
+    full, halved = (network("resnet", 32, 4, 1, f"model.stem_stride={s}").features[0] for s in (1, 2))
+    x = torch.randn(1, 1, 32, 32)
+    assert full(x).shape[-1] == 32 and halved(x).shape[-1] == 16
+
+
+def classifier_task(*overrides: str, size: int = 16):
+    """The classifier task of data=lensing, built as the run builds it, with a tiny dropout-free ResNet."""
+    import tempfile
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from conftest import compose_job
+
+    args = ["data=lensing", "model.width=4", "model.depth=1", "model.dropout=0", *overrides]
+    cfg = compose_job(args, Path(tempfile.mkdtemp()))
+    facts = {**FACTS, "image_size": size}
+    net = instantiate(cfg.model, **facts)
+    task = instantiate(cfg.task, _partial_=True)(
+        net=net, optimizer=None, scheduler=None, loss=OmegaConf.to_container(cfg.loss), meta={"model_kwargs": facts}
+    )
+    task.log = lambda *a, **k: None  # no Trainer here to log to
+    return task
+
+
+def test_test_time_augment_scores_the_mean_over_the_symmetries():
+    from sweeplab.tasks.classifier import views
+
+    task = classifier_task("task.test_time_augment=[rot90,flip]").eval()
+    x = torch.randn(5, 1, 16, 16)
+    seen = views(x, ["rot90", "flip"])
+    assert len(seen) == 8 and len({tuple(v[0].flatten().tolist()) for v in seen}) == 8 and torch.equal(seen[0], x)
+    assert len(views(x, ["rot90"])) == 4 and len(views(x, ["flip"])) == 2
+    with torch.no_grad():
+        p = task.predict_proba(x)
+        singles = torch.stack([task.net(v).softmax(-1) for v in seen])
+        assert torch.allclose(p, singles.mean(0), atol=1e-6)
+        assert not torch.allclose(singles[0], singles[1], atol=1e-4)  # the network alone is not invariant ...
+        for v in seen:  # ... its averaged predictions are
+            assert torch.allclose(task.predict_proba(v), p, atol=1e-5)
+        task.test_time_augment = ()
+        assert torch.allclose(task.predict_proba(x), singles[0], atol=1e-6)
+
+
+def test_mixup_blends_and_cutmix_pastes_with_their_loss():
+    import torch.nn.functional as F
+
+    x, y = torch.randn(8, 1, 16, 16), torch.arange(8) % 3
+    mix = classifier_task("task.mixup_alpha=0.4")
+    torch.manual_seed(0)
+    mixed, y_other, lam = mix._mix(x, y)
+    assert 0 < lam < 1
+    other = (mixed - lam * x) / (1 - lam)  # the partner images, recovered
+    partner = [int(torch.cdist(o.flatten()[None], x.flatten(1)).argmin()) for o in other]
+    assert torch.allclose(other, x[partner], atol=1e-4) and torch.equal(y_other, y[partner])
+    assert sorted(partner) == list(range(8))  # a permutation of the batch
+
+    cut = classifier_task("task.cutmix_alpha=1.0")
+    torch.manual_seed(1)
+    pasted, y_other, lam = cut._mix(x, y)
+    changed = (pasted != x).any(0)[0]  # the box, over the whole batch
+    rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
+    assert changed.sum() == len(rows) * len(cols) > 0  # one rectangle
+    assert lam == pytest.approx(1 - len(rows) * len(cols) / 256)  # the share of each image left as it was
+    box = (slice(None), slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    for i in range(8):  # outside the box the image itself; inside, another image's box, whose label is y_other
+        outside = pasted[i].clone()
+        outside[box] = x[i][box]
+        assert torch.equal(outside, x[i])
+        src = [j for j in range(8) if torch.equal(pasted[i][box], x[j][box])]
+        assert len(src) == 1 and y_other[i] == y[src[0]]
+
+    for task in (mix, cut):  # the loss is lam·CE(y) + (1-lam)·CE(y_other) on the mixed batch
+        torch.manual_seed(5)
+        loss = task.training_step((x, y), 0)
+        torch.manual_seed(5)
+        mixed, y_other, lam = task._mix(x, y)
+        logits = task.net(mixed)
+        expected = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y_other)
+        assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    both = classifier_task("task.mixup_alpha=0.4", "task.cutmix_alpha=1.0")
+    kinds = set()
+    for seed in range(20):  # one of the two per batch: a blend changes every pixel, a box only some
+        torch.manual_seed(seed)
+        out, _, _ = both._mix(x, y)
+        kinds.add(bool((out != x).all()))
+    assert kinds == {True, False}
 
 
 def test_networks_shapes_and_sizes():
@@ -294,11 +526,13 @@ def test_networks_shapes_and_sizes():
     assert count(network("resnet", 64, 8, 1)) < count(network("resnet", 64, 16, 2))
 
 
-@pytest.mark.parametrize("model,on_the_fly", [("densenet_cbam", False), ("resnet", True)])
+@pytest.mark.parametrize("model,on_the_fly", [("densenet_cbam", False), ("resnet", True), (None, False)])
 def test_each_network_fast_dev_run_64px(model, on_the_fly, run_job, lensing_cache):
+    """Each network end to end; with no model= the data set's default (the ResNet), its augmentations and
+    rotation-averaged scoring."""
     out, m = run_job(
         "data=lensing",
-        f"model={model}",
+        *([f"model={model}"] if model else []),
         "debug=fast_dev_run",
         "data.train_per_class=6",
         "data.val_per_class=3",
@@ -319,6 +553,9 @@ def test_each_network_fast_dev_run_64px(model, on_the_fly, run_job, lensing_cach
     assert block["split"] == "test" and block["classes"] == ["no", "sphere", "vort"]
     assert block["auc_per_class"] == {n: m["final"][f"test/auc_{n}"] for n in block["classes"]}
     assert block["acc"] == pytest.approx(sum(conf[i][i] for i in range(3)) / 3)
+    if model is None:
+        assert m["choices"]["model"] == "resnet" and m["data"]["augment"] == "rot90,flip"
+        assert block["test_time_augment"] == ["rot90"]
 
 
 def test_short_training_beats_chance(run_job, lensing_cache):

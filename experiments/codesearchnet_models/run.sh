@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # n-gram vs CNN vs LSTM vs Transformer on the default CodeSearchNet-format corpus (the stdlib's functions),
-# one epoch each as in the seed, then the table and samples from "def train (" (report.py -> results.md).
+# one epoch each as in the original script, then the table and samples from "def train (" (report.py -> results.md).
 #   experiments/codesearchnet_models/run.sh                        # one thread: ~40 min on a shared 2-core box
 #   OMP_NUM_THREADS=2 experiments/codesearchnet_models/run.sh      # an idle 2-core machine
 #   experiments/codesearchnet_models/run.sh --update             # also copy results.md into this folder (tracked)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DenseNet+CBAM vs ResNet on the simulated lensing default, both with the seed's recipe
+# DenseNet+CBAM vs ResNet on the simulated lensing default, both with the original script's recipe
 # (experiment=lensing_seed), one run after the other; then the comparison table in results.md.
 # Extra arguments go to both runs, e.g. `./run.sh data.difficulty=medium data.train_per_class=10000`.
 # The table goes to <sweep dir>/results.md; `./run.sh --update` also copies it over results.md here (tracked).

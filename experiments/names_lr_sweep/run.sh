@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed's learning-rate comparison on names: its MLP recipe (SGD, ~32 examples per step, 5k steps)
+# The original script's learning-rate comparison on names: its MLP recipe (SGD, ~32 examples per step, 5k steps)
 # at a constant LR from 1e-4 to 10, then the table and the loss-vs-LR plot.
 #   experiments/names_lr_sweep/run.sh            # 11 jobs into logs/names_lr_sweep, report in logs/names_lr_sweep/report
 #   experiments/names_lr_sweep/run.sh --update   # the same, then copy the report into this folder (tracked files)

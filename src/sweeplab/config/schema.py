@@ -172,6 +172,34 @@ class CodeSearchNetDataConf(Target):
     tbptt_steps: Optional[int] = spec(ge=1)
 
 
+@dataclass
+class AugmentConf:
+    """One image augmentation: the probability that it acts on an image (data/lensing.py)."""
+
+    p: float = spec(ge=0, le=1)
+
+
+@dataclass
+class CropConf(AugmentConf):
+    padding: int = spec(ge=0)  # pixels: the largest translation on each axis
+
+
+@dataclass
+class CutoutConf(AugmentConf):
+    size: int = spec(ge=1)  # pixels: the side of the blanked square
+
+
+@dataclass
+class AugmentParamsConf:
+    rot90: AugmentConf = spec()
+    flip: AugmentConf = spec()
+    crop: CropConf = spec()
+    cutout: CutoutConf = spec()
+
+
+IMAGE_AUGMENTATIONS = ("rot90", "flip", "crop", "cutout")  # the fields of AugmentParamsConf, in data/lensing.py
+
+
 @schema("data", "lensing")
 @dataclass
 class LensingDataConf(Target):
@@ -191,7 +219,8 @@ class LensingDataConf(Target):
     sim_seed: int = spec(ge=0)
     on_the_fly: bool = spec()
     cache_dir: Optional[str] = spec()
-    augment: list[str] = spec(choices=("rot90", "flip"))
+    augment: list[str] = spec(choices=IMAGE_AUGMENTATIONS)
+    augment_params: AugmentParamsConf = spec()
     batch_size: int = spec(ge=1)
     num_workers: int = spec(ge=0)
 
@@ -217,6 +246,7 @@ class ClassifierTaskConf(Target):
     consumes: ClassVar[str] = IMAGES
     mixup_alpha: float = spec(ge=0)
     cutmix_alpha: float = spec(ge=0)
+    test_time_augment: list[str] = spec(choices=("rot90", "flip"))  # tasks/classifier.py
 
 
 # ---------------------------------------------------------------- models (language models)
@@ -293,12 +323,15 @@ class KNNGramConf(Target):
 # ---------------------------------------------------------------- models (image classifiers)
 @dataclass
 class ImageNetConf(Target):
-    """What every image classifier shares: ``width`` channels, ``depth`` layers per block/stage, dropout."""
+    """What every image classifier shares: ``width`` channels, ``depth`` layers per block/stage, dropout, the
+    stem's stride and stochastic depth."""
 
     consumes: ClassVar[str] = IMAGES
     width: int = spec(ge=1)
     depth: int = spec(ge=1)
     dropout: float = spec(ge=0, lt=1)
+    stem_stride: int = spec(choices=(1, 2))
+    stochastic_depth: float = spec(ge=0, lt=1)  # the last layer's drop probability (linear decay before it)
 
 
 @schema("model", "densenet_cbam")

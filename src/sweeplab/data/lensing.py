@@ -1,31 +1,46 @@
 """Strong-lensing substructure images: the DeepLense layout, real or simulated.
 
 Layout: ``<root>/train/<class>/*.npy`` and ``<root>/val/<class>/*.npy``, each file an image (C, S, S) (or
-(S, S)) of floats. As in the seed, ``train/`` is split 90/10 into train and test (stratified by class, by
+(S, S)) of floats. As in the original script, ``train/`` is split 90/10 into train and test (stratified by class, by
 ``split_seed``) and ``val/`` is the validation set. With no ``path`` the layout is simulated with caustics
 (``data/lensing_sim.py``) into the cache dir once, or rendered batch by batch with ``on_the_fly``.
 
 Every file is checked when the data set is set up, from its .npy header alone (shape, dtype, length), so
 a bad file fails at once with a one-line ``DataError`` naming it rather than mid-epoch.
+
+Training images can be augmented (``augment``: names applied in order, each with its probability and strength
+in ``augment_params``). Which ones keep a lensing label true:
+
+- ``rot90``, ``flip``: exact symmetries. The sky has no preferred direction or handedness, the simulator draws
+  every angle uniformly, and a square pixel grid maps onto itself: the augmented images are images of the
+  same distribution with the same label.
+- ``crop`` (zero-padding and a random window: a translation by up to ``padding`` pixels): the label stays true
+  while the arcs stay in the field (the Einstein ring is ≤ 1.4″ from the centre of the 5″ field, a margin of
+  ~14 px at 64 px), but the lenses are always centred in these data, so it teaches an invariance the test
+  images never ask for.
+- ``cutout`` (a blanked square): can erase the stretch of arc a subhalo dents, turning a ``sphere`` or
+  ``vort`` image into one that looks like ``no``: label noise, not a symmetry.
+- mixup and cutmix (the classifier task, ``task.mixup_alpha``/``cutmix_alpha``): a blend of two lenses is not
+  a lens, and a pasted box may or may not hold the substructure; their soft labels are a convention.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from sweeplab.data import lensing_sim as ls
-from sweeplab.errors import DataError, first_line
+from sweeplab.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger("sweeplab")
-AUGMENTATIONS = ("rot90", "flip")
 
 
 # ------------------------------------------------------------------ file checks
@@ -108,35 +123,103 @@ def load_image(path: Path) -> np.ndarray:
     return arr.reshape(1, *arr.shape) if arr.ndim == 2 else arr
 
 
-# ------------------------------------------------------------------ data sets
-def augment_batch(x: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
-    """Random 90° rotations and flips: symmetries of the lensing problem (no preferred axis on the sky)."""
-    if "rot90" in kinds:
-        x = torch.rot90(x, int(torch.randint(4, ())), dims=(-2, -1))
-    if "flip" in kinds and bool(torch.randint(2, ())):
-        x = torch.flip(x, dims=(-1,))
+# ------------------------------------------------------------------ augmentation (of one image [C, S, S])
+def _happens(p: float) -> bool:
+    return p >= 1 or (p > 0 and bool(torch.rand(()) < p))
+
+
+def rot90(x: torch.Tensor, *, p: float) -> torch.Tensor:
+    """With probability p, a random orientation k·90° (k uniform in 0..3; p=1: all four equally likely)."""
+    return torch.rot90(x, int(torch.randint(4, ())), dims=(-2, -1)) if _happens(p) else x
+
+
+def flip(x: torch.Tensor, *, p: float) -> torch.Tensor:
+    """With probability p, the mirror image (with rot90: all eight symmetries of the square)."""
+    return torch.flip(x, dims=(-1,)) if _happens(p) else x
+
+
+def crop(x: torch.Tensor, *, p: float, padding: int) -> torch.Tensor:
+    """With probability p, pad by ``padding`` with the image's minimum (the sky of a min-max scaled image) and
+    cut a random window of the original size: a translation by up to ±padding pixels on each axis."""
+    if not padding or not _happens(p):
+        return x
+    h, w = x.shape[-2:]
+    dy, dx = torch.randint(2 * padding + 1, (2,)).tolist()
+    return F.pad(x, (padding,) * 4, value=float(x.min()))[..., dy : dy + h, dx : dx + w]
+
+
+def cutout(x: torch.Tensor, *, p: float, size: int) -> torch.Tensor:
+    """With probability p, a size×size square set to the image's minimum; its centre is uniform over the image,
+    so it may hang over the edge (DeVries & Taylor 2017)."""
+    if not _happens(p):
+        return x
+    h, w = x.shape[-2:]
+    cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+    top, left = cy - size // 2, cx - size // 2
+    x = x.clone()
+    x[..., max(top, 0) : max(top + size, 0), max(left, 0) : max(left + size, 0)] = x.min()
     return x
 
 
+AUGMENTATIONS = {"rot90": rot90, "flip": flip, "crop": crop, "cutout": cutout}
+
+
+class Augment:
+    """The training images' random transforms, in the order listed, each with its own ``params``."""
+
+    def __init__(self, names: Sequence[str], params: Mapping[str, Mapping]):
+        unknown = [n for n in names if n not in AUGMENTATIONS]
+        if unknown:
+            raise ConfigError(f"data.augment: unknown {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise ConfigError(f"data.augment_params has no settings for {', '.join(missing)}")
+        self.names = tuple(names)
+        self.params = {n: dict(params[n]) for n in names}
+        self.steps = [(AUGMENTATIONS[n], self.params[n]) for n in names]
+
+    def check_size(self, image_size: int) -> None:
+        """The strengths fit the images (known once the data set is read)."""
+        for name, key in (("crop", "padding"), ("cutout", "size")):
+            value = self.params.get(name, {}).get(key, 0)
+            if value >= image_size:
+                raise ConfigError(
+                    f"data.augment_params.{name}.{key}={value} is out of range for {image_size}-pixel images: "
+                    f"it must be < {image_size}"
+                )
+
+    def __bool__(self) -> bool:
+        return bool(self.steps)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for fn, kwargs in self.steps:
+            x = fn(x, **kwargs)
+        return x
+
+
+NO_AUGMENT = Augment((), {})
+
+
+# ------------------------------------------------------------------ data sets
 class NpyImages(Dataset):
     """Images read from their files on demand (a DeepLense-size set does not fit in memory comfortably)."""
 
-    def __init__(self, files: Sequence[Path], labels: Sequence[int], augment: Sequence[str] = ()):
-        self.files, self.labels, self.augment = list(files), list(labels), tuple(augment)
+    def __init__(self, files: Sequence[Path], labels: Sequence[int], augment: Augment = NO_AUGMENT):
+        self.files, self.labels, self.augment = list(files), list(labels), augment
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
         x = torch.from_numpy(load_image(self.files[i]).astype(np.float32, copy=False))
-        return (augment_batch(x, self.augment) if self.augment else x), self.labels[i]
+        return self.augment(x), self.labels[i]
 
 
 class SimulatedImages(Dataset):
     """Simulated on the fly: a whole batch is rendered in one vmapped caustics call (``__getitems__``)."""
 
-    def __init__(self, cfg: ls.SimConfig, items: Sequence[tuple[int, int]], augment: Sequence[str] = ()):
-        self.cfg, self.items, self.augment = cfg, list(items), tuple(augment)
+    def __init__(self, cfg: ls.SimConfig, items: Sequence[tuple[int, int]], augment: Augment = NO_AUGMENT):
+        self.cfg, self.items, self.augment = cfg, list(items), augment
         self.labels = [c for c, _ in self.items]
         self._sim = None
 
@@ -152,9 +235,7 @@ class SimulatedImages(Dataset):
     def __getitems__(self, rows: Sequence[int]):
         params = [ls.draw_params(self.cfg, *self.items[r]) for r in rows]
         x = torch.from_numpy(self.sim.render(params))
-        return [
-            ((augment_batch(img, self.augment) if self.augment else img), self.items[r][0]) for img, r in zip(x, rows)
-        ]
+        return [(self.augment(img), self.items[r][0]) for img, r in zip(x, rows)]
 
     def __getitem__(self, r: int):
         return self.__getitems__([r])[0]
@@ -210,6 +291,7 @@ class LensingDataModule(pl.LightningDataModule):
         on_the_fly: bool,
         cache_dir: str | None,
         augment: Sequence[str],
+        augment_params: Mapping[str, Mapping],
         batch_size: int,
         num_workers: int,
     ):
@@ -218,10 +300,7 @@ class LensingDataModule(pl.LightningDataModule):
         self.class_names = list(classes)
         if len(set(self.class_names)) != len(self.class_names) or len(self.class_names) < 2:
             raise DataError(f"data.classes={self.class_names}: need two or more distinct class names")
-        unknown = [a for a in augment if a not in AUGMENTATIONS]
-        if unknown:
-            raise DataError(f"data.augment: unknown {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
-        self.augment = list(augment)
+        self.augment = Augment(list(augment), {k: dict(v) for k, v in augment_params.items()})
         self.test_fraction, self.split_seed = float(test_fraction), int(split_seed)
         self.train_per_class, self.val_per_class = int(train_per_class), int(val_per_class)
         self.on_the_fly = bool(on_the_fly)
@@ -281,6 +360,7 @@ class LensingDataModule(pl.LightningDataModule):
         val_files, val_labels = scan_split(self.root, "val", self.class_names)
         self.shape = check_files(files)
         check_files(val_files, self.shape)
+        self.augment.check_size(self.shape[-1])
         keep, held = stratified_split(labels, self.test_fraction, self.split_seed)
         held, val = interleave(held, labels), interleave(range(len(val_files)), val_labels)
         self.splits = {
@@ -302,6 +382,7 @@ class LensingDataModule(pl.LightningDataModule):
             "val": SimulatedImages(self.sim_cfg, val),
         }
         self.shape = (1, self.sim_cfg.image_size, self.sim_cfg.image_size)
+        self.augment.check_size(self.shape[-1])
 
     # -------------------------------------------------------------- contract (docs/ARCHITECTURE.md)
     def model_kwargs(self) -> dict:
@@ -319,6 +400,7 @@ class LensingDataModule(pl.LightningDataModule):
             "data_dir": str(self.root) if self.root else None,
             "image_size": self.shape[-1],
             "classes": ",".join(self.class_names),
+            "augment": ",".join(self.augment.names) or "none",
         }
         for split, ds in self.splits.items():
             facts[f"{split}_items"] = len(ds)

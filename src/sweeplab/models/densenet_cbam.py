@@ -1,11 +1,13 @@
-"""DenseNet with CBAM attention (the lensing seed's network; Huang et al. 2017, Woo et al. 2018).
+"""DenseNet with CBAM attention (the original lensing script's network; Huang et al. 2017, Woo et al. 2018).
 
-    stem: conv 3×3 (stride 2, or 2 + max-pool 2 for images over 96 px, so the dense blocks see ≤ ~48 px)
+    stem: conv 3×3 with stride `stem_stride` (+ max-pool 2 for images over 96 px)
     `blocks` × [dense block of `depth` layers (BN-ReLU-conv1×1(4k)-BN-ReLU-conv3×3(k), concatenated),
                 CBAM (channel then spatial attention), transition (BN-ReLU-conv1×1(reduction·C)-avg-pool 2)]
                 (no transition after the last block)
     neck: BN-ReLU, global average pool, Linear(C, neck_dim)-ReLU-Dropout, Linear(neck_dim, num_classes)
-`width` is the growth rate k; `depth` the layers per dense block.
+`width` is the growth rate k; `depth` the layers per dense block. Stochastic depth drops a dense layer's new
+features for a random share of the images in a training batch, rising linearly from 0 to
+`stochastic_depth` at the last layer (Huang et al. 2016's linear decay rule).
 """
 
 from __future__ import annotations
@@ -15,16 +17,40 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def stem(in_channels: int, out_channels: int, image_size: int) -> nn.Sequential:
-    """Early downsampling keeps the cost per image low; larger images get one more halving."""
+def stem(in_channels: int, out_channels: int, image_size: int, stride: int) -> nn.Sequential:
+    """Downsampling at once (stride 2) makes every later layer 4× cheaper but blurs features of a pixel or two
+    (a subhalo's dent in an arc at 64 px); images over 96 px get one more halving."""
     layers = [
-        nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     ]
     if image_size > 96:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
+
+
+class StochasticDepth(nn.Module):
+    """Per image, drops its input with probability p during training and scales the rest by 1/(1-p), so that
+    evaluation runs the whole network as it is. Applied to a residual branch or to a dense layer's output."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def linear_decay(p_last: float, n: int) -> list[float]:
+    """Drop probabilities of n layers: from p_last/n for the first up to p_last for the last."""
+    return [p_last * (i + 1) / n for i in range(n)]
 
 
 class ChannelAttention(nn.Module):
@@ -64,7 +90,7 @@ class CBAM(nn.Module):
 
 
 class DenseLayer(nn.Module):
-    def __init__(self, in_channels: int, growth: int, dropout: float):
+    def __init__(self, in_channels: int, growth: int, dropout: float, drop_path: float):
         super().__init__()
         self.body = nn.Sequential(
             nn.BatchNorm2d(in_channels),
@@ -75,9 +101,10 @@ class DenseLayer(nn.Module):
             nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
         )
         self.drop = nn.Dropout2d(dropout) if dropout else nn.Identity()
+        self.drop_path = StochasticDepth(drop_path) if drop_path else nn.Identity()
 
     def forward(self, x):
-        return torch.cat([x, self.drop(self.body(x))], dim=1)
+        return torch.cat([x, self.drop_path(self.drop(self.body(x)))], dim=1)
 
 
 class Transition(nn.Sequential):
@@ -104,14 +131,18 @@ class DenseNetCBAM(nn.Module):
         reduction: float,
         attention_reduction: int,
         neck_dim: int,
+        stem_stride: int,
+        stochastic_depth: float,
     ):
         super().__init__()
         self.num_classes = num_classes
         channels = 2 * width
-        layers: list[nn.Module] = [stem(in_channels, channels, image_size)]
+        layers: list[nn.Module] = [stem(in_channels, channels, image_size, stem_stride)]
+        drop_paths = iter(linear_decay(stochastic_depth, blocks * depth))
         for b in range(blocks):
             for _ in range(depth):
-                layers.append(DenseLayer(channels, width, dropout / 2))  # light in-block dropout; the neck's is full
+                # light in-block dropout; the neck's is full
+                layers.append(DenseLayer(channels, width, dropout / 2, next(drop_paths)))
                 channels += width
             layers.append(CBAM(channels, attention_reduction))
             if b < blocks - 1:

@@ -1,9 +1,11 @@
-"""ResNet baseline for image classification (He et al. 2016), basic blocks, sized for small images.
+"""ResNet for image classification (He et al. 2016), basic blocks, sized for small images.
 
-stem: conv 3×3 (stride 2, or 2 + max-pool 2 for images over 96 px)
+stem: conv 3×3 with stride `stem_stride` (+ max-pool 2 for images over 96 px)
 `stages` stages of `depth` basic blocks (conv3×3-BN-ReLU-conv3×3-BN + shortcut), width·2^i channels;
 every stage after the first halves the resolution
 head: global average pool, Dropout, Linear(num_classes)
+Stochastic depth (Huang et al. 2016) skips a block's residual branch for a random share of the images in a
+training batch, rising linearly from 0 to `stochastic_depth` at the last block.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweeplab.models.densenet_cbam import stem
+from sweeplab.models.densenet_cbam import StochasticDepth, linear_decay, stem
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, drop_path: float):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -27,10 +29,11 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
             )
+        self.drop_path = StochasticDepth(drop_path) if drop_path else nn.Identity()
 
     def forward(self, x):
         h = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x), inplace=True)
+        return F.relu(self.drop_path(self.bn2(self.conv2(h))) + self.shortcut(x), inplace=True)
 
 
 class ResNet(nn.Module):
@@ -44,15 +47,19 @@ class ResNet(nn.Module):
         depth: int,
         dropout: float,
         stages: int,
+        stem_stride: int,
+        stochastic_depth: float,
     ):
         super().__init__()
         self.num_classes = num_classes
-        layers: list[nn.Module] = [stem(in_channels, width, image_size)]
+        layers: list[nn.Module] = [stem(in_channels, width, image_size, stem_stride)]
         channels = width
+        drop_paths = iter(linear_decay(stochastic_depth, stages * depth))
         for s in range(stages):
             out = width * 2**s
             for d in range(depth):
-                layers.append(BasicBlock(channels, out, stride=2 if s > 0 and d == 0 else 1))
+                stride = 2 if s > 0 and d == 0 else 1
+                layers.append(BasicBlock(channels, out, stride=stride, drop_path=next(drop_paths)))
                 channels = out
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))

@@ -1,10 +1,12 @@
 """One LightningModule for image classification with any network ``[B, C, S, S] -> [B, K]`` logits.
 
-Cross-entropy with the base class's label-smoothing switch, optional mixup / cutmix, and epoch-level
-metrics for val and test: accuracy, macro-F1, per-class and macro one-vs-rest ROC-AUC and the confusion
-matrix. They are stateful torchmetrics, updated per batch and computed over the whole epoch (on every
-rank's share together under DDP), then reset. ``artifacts`` returns roc.png and confusion.png,
-``record_fields`` the ``classification`` block of metrics.json.
+Cross-entropy with the base class's label-smoothing switch, optional mixup / cutmix, optional test-time
+augmentation (every evaluation averages the probabilities over the images' rotations and/or mirror images,
+for data whose labels those leave alone, as the sky's), and epoch-level metrics for val and test: accuracy,
+macro-F1, per-class and macro one-vs-rest ROC-AUC and the confusion matrix. They are stateful torchmetrics,
+updated per batch and computed over the whole epoch (on every rank's share together under DDP), then reset.
+``artifacts`` returns roc.png and confusion.png, ``record_fields`` the ``classification`` block of
+metrics.json.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torchmetrics.classification import (
     MulticlassROC,
 )
 
+from sweeplab.errors import ConfigError
 from sweeplab.tasks.base import Task, WeightedMean
 
 if TYPE_CHECKING:
@@ -67,12 +70,41 @@ def compute_metrics(metrics: MetricCollection, names: list[str]) -> dict:
     }
 
 
+TEST_TIME_AUGMENTATIONS = ("rot90", "flip")
+
+
+def views(x: torch.Tensor, kinds) -> list[torch.Tensor]:
+    """The batch as each of the symmetries in ``kinds`` shows it: rot90 the four orientations, flip the mirror
+    images (both: the eight symmetries of the square), the batch itself first."""
+    flips = (False, True) if "flip" in kinds else (False,)
+    turns = range(4) if "rot90" in kinds else (0,)
+    return [torch.rot90(x.flip(-1) if f else x, k, dims=(-2, -1)) for f in flips for k in turns]
+
+
 class ImageClassifierTask(Task):
-    def __init__(self, *, net, optimizer, scheduler, loss, meta, mixup_alpha: float, cutmix_alpha: float):
+    def __init__(
+        self,
+        *,
+        net,
+        optimizer,
+        scheduler,
+        loss,
+        meta,
+        mixup_alpha: float,
+        cutmix_alpha: float,
+        test_time_augment: list[str],
+    ):
         super().__init__(net=net, optimizer=optimizer, scheduler=scheduler, loss=loss, meta=meta)
         self.num_classes = int(getattr(net, "num_classes", 0) or meta["model_kwargs"]["num_classes"])
         self.class_names = [str(i) for i in range(self.num_classes)]  # the datamodule's, in setup()
         self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
+        unknown = [k for k in test_time_augment if k not in TEST_TIME_AUGMENTATIONS]
+        if unknown:
+            raise ConfigError(
+                f"task.test_time_augment: unknown {', '.join(map(str, unknown))}; "
+                f"choose from {', '.join(TEST_TIME_AUGMENTATIONS)}"
+            )
+        self.test_time_augment = tuple(test_time_augment)
         # (ModuleDict keys cannot be "train": that is nn.Module.train.)
         self.metrics = torch.nn.ModuleDict({f"{s}_": eval_metrics(self.num_classes) for s in ("val", "test")})
         self.loss_mean = torch.nn.ModuleDict({f"{s}_": WeightedMean(nan_strategy="disable") for s in ("val", "test")})
@@ -122,12 +154,20 @@ class ImageClassifierTask(Task):
         return loss
 
     # -------------------------------------------------------------- evaluation
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [B, K]: the mean over the test-time views when there are any."""
+        if not self.test_time_augment:
+            return self.net(x).float().softmax(-1)
+        seen = views(x, self.test_time_augment)  # one forward pass over all the views: fewer, larger kernels
+        return self.net(torch.cat(seen)).float().softmax(-1).view(len(seen), len(x), -1).mean(0)
+
     def _eval_step(self, batch, split: str) -> None:
         x, y = batch
-        logits = self.net(x).float()
-        # plain CE (no smoothing): comparable across epochs
-        self.loss_mean[f"{split}_"].update(F.cross_entropy(logits, y), torch.tensor(len(y), device=y.device))
-        self.metrics[f"{split}_"].update(logits.softmax(-1), y)
+        probs = self.predict_proba(x)
+        # the NLL of the probabilities scored (no smoothing): comparable across epochs and runs
+        nll = F.nll_loss(probs.clamp_min(1e-12).log(), y)
+        self.loss_mean[f"{split}_"].update(nll, torch.tensor(len(y), device=y.device))
+        self.metrics[f"{split}_"].update(probs, y)
 
     def _eval_epoch_end(self, split: str) -> None:
         loss, metrics = self.loss_mean[f"{split}_"], self.metrics[f"{split}_"]
@@ -165,6 +205,7 @@ class ImageClassifierTask(Task):
                 "classes": self.class_names,
                 "confusion_matrix": res["confusion"].tolist(),
                 "auc_per_class": {n: res[f"auc_{n}"] for n in self.class_names},
+                "test_time_augment": list(self.test_time_augment),
                 **{k: res[k] for k in ("acc", "f1", "auc", "loss")},
             }
         }
