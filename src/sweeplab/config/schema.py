@@ -102,7 +102,7 @@ class TrainConf:
     overwrite: bool = spec()
     divergence: DivergenceConf = spec()
     test: bool = spec()
-    num_threads: Optional[int] = spec(ge=1)
+    num_threads: Any = spec()  # auto | a number >= 1: validate.threads_fit
     # Groups: the chosen option brings its own schema (``group``: the node must have one). callbacks and
     # logger hold named items, each with its own schema, any of them null.
     data: Any = spec(group=True)

@@ -324,8 +324,18 @@ def adaptive_softmax_fits(cfg: DictConfig, choices: dict) -> None:
         )
 
 
+def threads_fit(cfg: DictConfig, choices: dict) -> None:
+    """num_threads is ``auto`` (sweeplab/runs/threads.py) or a number of threads."""
+    if "num_threads" not in cfg:
+        return
+    n = _get(cfg, "num_threads")
+    if n == "auto" or (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        return
+    raise ConfigError(f"num_threads={show(n)} is not allowed: give auto or a number of threads >= 1")
+
+
 # Each rule is a no-op where its keys are absent (another primary config: eval, generate).
-RULES: list[Callable[[DictConfig, dict], None]] = [run_length, warmup_fits, adaptive_softmax_fits]
+RULES: list[Callable[[DictConfig, dict], None]] = [run_length, warmup_fits, adaptive_softmax_fits, threads_fit]
 
 
 def validate(cfg: DictConfig, choices: dict | None = None) -> None:

@@ -35,13 +35,13 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     from sweeplab.runs.plots import plot_curves
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
     from sweeplab.runs.signals import GracefulStop
+    from sweeplab.runs.threads import ThreadPolicy
 
     out = Path(ctx.run_dir)
     result = record.current
     stop = GracefulStop(out / "checkpoints" / "last.ckpt").install()
     try:
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        threads = ThreadPolicy(cfg.num_threads)  # one thread from here on; more at the first batch if they pay
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm.prepare_data()
         dm.setup("fit")
@@ -83,7 +83,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             # A checkpoint saved on a signal is mid-epoch: Lightning finishes that epoch with as many batches as
             # were left, drawn from a fresh shuffle, and warns so; ResumeState logs where the run goes on.
             warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch")
-        callbacks = [history, stop, ResumeState(history, resumed_csv), *configured]
+        callbacks = [history, stop, ResumeState(history, resumed_csv), threads, *configured]
         trainer = instantiate(
             cfg.trainer,
             callbacks=callbacks,
@@ -102,7 +102,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
         try:
             trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
         finally:
-            result.update(summarise(trainer, history, cfg, out))
+            result.update(summarise(trainer, history, cfg, out), num_threads=threads.threads)
             plot_curves(out / "metrics.csv", out / "curves.png", title=ctx.label())
         stop.check()  # a signal during the last validation: stop before testing
         if cfg.test:  # on the best checkpoint when there is one (fast_dev_run writes none)
