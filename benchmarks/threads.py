@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import build, machine  # noqa: E402
+from common import build, machine  # benchmarks/common.py (the script's own directory is on sys.path)
 
 CASES = {
     "names-mlp-b32": ["data=names", "model=mlp", "data.batch_size=32"],
@@ -68,7 +65,7 @@ def main() -> None:
         if args.only and name not in args.only.split(","):
             continue
         torch.set_num_threads(1)
-        cfg, dm, net = build([*overrides, "data.num_workers=0"])
+        _, dm, net = build([*overrides, "data.num_workers=0"])
         batch = next(iter(dm.train_dataloader()))
         flops, calls = estimate_step(net, batch)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
