@@ -91,6 +91,17 @@ class DivergenceConf:
     patience: int = spec(ge=1)
 
 
+@dataclass
+class CompileConf:
+    """torch.compile of the network (runs/fit.py): off by default."""
+
+    enabled: bool = spec()
+    backend: str = spec()  # inductor, or any torch._dynamo backend (eager, aot_eager, ...)
+    mode: str = spec(choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    dynamic: Optional[bool] = spec()
+    fullgraph: bool = spec()
+
+
 @schema("", "train")
 @dataclass
 class TrainConf:
@@ -103,6 +114,7 @@ class TrainConf:
     divergence: DivergenceConf = spec()
     test: bool = spec()
     num_threads: Any = spec()  # auto | a number >= 1: validate.threads_fit
+    compile: CompileConf = spec()
     # Groups: the chosen option brings its own schema (``group``: the node must have one). callbacks and
     # logger hold named items, each with its own schema, any of them null.
     data: Any = spec(group=True)
@@ -278,6 +290,7 @@ class AdamConf(Partial):
     lr: float = spec(gt=0)
     weight_decay: float = spec(ge=0)
     betas: list[float] = spec(ge=0, lt=1)
+    fused: Optional[bool] = spec()
 
 
 @schema("optimizer", "sgd")

@@ -48,6 +48,8 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
         model_kwargs = dm.model_kwargs()
         check_memory(cfg, ctx, model_kwargs)
         net = instantiate(cfg.model, **model_kwargs)
+        if cfg.compile.enabled:
+            compile_network(net, cfg.compile)
         meta = {
             "config": OmegaConf.to_container(cfg, resolve=True),
             "model_kwargs": model_kwargs,
@@ -63,9 +65,6 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             loss=OmegaConf.to_container(cfg.loss),
             meta=meta,
         )
-        state = dm.state_dict()
-        if "vocab" in state:  # the checkpoints hold it too; this copy is for people and other tools
-            write_json(out / "vocab.json", state["vocab"])
         params = sum(p.numel() for p in net.parameters() if p.requires_grad)
         history = RunHistory(
             cfg.monitor,
@@ -95,6 +94,10 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             # nothing to clip for count-based models (Lightning refuses it without an optimizer)
             **({} if task.trainable else {"gradient_clip_val": None}),
         )
+        main = trainer.is_global_zero  # with several processes (trainer=ddp), rank 0 writes the run's files
+        state = dm.state_dict()
+        if "vocab" in state and main:  # the checkpoints hold it too; this copy is for people and other tools
+            write_json(out / "vocab.json", state["vocab"])
         facts = dm.stats() if hasattr(dm, "stats") else {}
         log.info("data: %s", ", ".join(f"{k}={v}" for k, v in facts.items()))
         log.info("model: %s with %s trainable parameters", type(net).__name__, f"{params:,}")
@@ -103,16 +106,29 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
         finally:
             result.update(summarise(trainer, history, cfg, out), num_threads=threads.threads)
-            plot_curves(out / "metrics.csv", out / "curves.png", title=ctx.label())
+            if main:
+                plot_curves(out / "metrics.csv", out / "curves.png", title=ctx.label())
         stop.check()  # a signal during the last validation: stop before testing
         if cfg.test:  # on the best checkpoint when there is one (fast_dev_run writes none)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             tested = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False)
             result["final"].update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
-        write_artifacts(task, dm, out, result)
+        if main:
+            write_artifacts(task, dm, out, result)
     finally:
         stop.uninstall()
         torch.set_grad_enabled(True)
+
+
+def compile_network(net: torch.nn.Module, opts: DictConfig) -> None:
+    """torch.compile ``net`` in place (nn.Module.compile: its state_dict keys, and so the checkpoints, stay
+    those of the plain network), and its ``nll``, the language models' path for training and evaluation."""
+    kwargs = {"backend": opts.backend, "dynamic": opts.dynamic, "fullgraph": opts.fullgraph}
+    if opts.backend == "inductor":  # modes are inductor's
+        kwargs["mode"] = opts.mode
+    net.compile(**kwargs)
+    if hasattr(net, "nll"):
+        net.nll = torch.compile(net.nll, **kwargs)
 
 
 def write_artifacts(task, dm, out: Path, result: dict) -> None:
