@@ -50,9 +50,9 @@ def plain_loop(cfg, dm, net, warmup: int, steps: int) -> float:
     opt = instantiate(cfg.optimizer, _convert_="all")(net.parameters())
     clip = cfg.trainer.gradient_clip_val
     net.train()
-    it, t0 = 0, 0.0
-    for batch in dm.train_dataloader():
-        if it == warmup:
+    t0 = 0.0
+    for it, batch in enumerate(dm.train_dataloader(), start=1):
+        if it == warmup + 1:
             t0 = time.perf_counter()
         loss = loss_of(net, batch, cfg.loss.label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -60,7 +60,6 @@ def plain_loop(cfg, dm, net, warmup: int, steps: int) -> float:
         if clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         opt.step()
-        it += 1
         if it == warmup + steps:
             return (time.perf_counter() - t0) / steps * 1e3
     raise SystemExit(f"an epoch has fewer than {warmup + steps} batches")

@@ -1,6 +1,7 @@
-"""The seed's names loop, by hand (makemore part 2): context 3, embedding 10, one tanh layer of 200, unit-normal initial weights as in
-the lecture, plain SGD on 32 random windows per step, lr 0.1 then 0.01 after half of the 20k steps; test loss on sweeplab's 80/10/10
-split of names.txt (the same permutation as data/names.py), in nats/char.
+"""The seed's names loop, by hand (makemore part 2): context 3, embedding 10, one tanh layer of 200,
+unit-normal initial weights as in the lecture, plain SGD on 32 random windows per step, lr 0.1 then 0.01
+after half of the 20k steps; test loss on sweeplab's 80/10/10 split of names.txt (the same permutation as
+data/names.py), in nats/char.
 
     python benchmarks/seed_loop.py [--steps 20000]     # one JSON line; benchmarks/names_vs_seed.py times it
 
@@ -69,8 +70,16 @@ def main() -> None:
     with torch.no_grad():
         h = torch.tanh(C[Xte].view(-1, 30) @ W1 + b1)
         test_loss = F.cross_entropy(h @ W2 + b2, Yte).item()
-    print(json.dumps({"bench": "seed_loop", "steps": args.steps, "test_loss": round(test_loss, 4),
-                      "loop_s": round(time.perf_counter() - t0, 2)}))
+    print(
+        json.dumps(
+            {
+                "bench": "seed_loop",
+                "steps": args.steps,
+                "test_loss": round(test_loss, 4),
+                "loop_s": round(time.perf_counter() - t0, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
