@@ -72,7 +72,7 @@ def test_gpu_trainer_presets_compose(tmp_path):
     gpu = compose_job(["trainer=gpu"], tmp_path).trainer
     ddp = compose_job(["trainer=ddp"], tmp_path).trainer
     assert (gpu.accelerator, gpu.devices, gpu.precision) == ("gpu", 1, "bf16-mixed")
-    assert (ddp.strategy, ddp.devices, ddp.precision, ddp.sync_batchnorm) == ("ddp", -1, "bf16-mixed", True)
+    assert (ddp.strategy, ddp.devices, ddp.precision, ddp.sync_batchnorm) == ("ddp", "auto", "bf16-mixed", True)
 
 
 @needs_cuda
