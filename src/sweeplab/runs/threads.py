@@ -87,9 +87,11 @@ def free_cores(cores: int, others: float) -> int:
 def estimate_step(net: torch.nn.Module, batch) -> tuple[float, int]:
     """(FLOPs, operator calls) of one training step's forward and backward pass of ``net`` on ``batch``
     ((x, y), docs/ARCHITECTURE.md), counted on a meta-device copy of the network: nothing is computed or
-    allocated, and no random state is drawn."""
+    allocated, and no random state is drawn. The training loss (``nll``) where the meta device can run it;
+    where it cannot (the adaptive softmax picks its rows by value), the full forward pass, an upper bound."""
     import copy
 
+    import torch.fx.experimental._config as fx_config
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -107,11 +109,18 @@ def estimate_step(net: torch.nn.Module, batch) -> tuple[float, int]:
         memo[id(t)] = torch.nn.Parameter(meta, t.requires_grad) if isinstance(t, torch.nn.Parameter) else meta
     probe = copy.deepcopy(net, memo)
     x, y = batch[0].to("meta"), batch[1].to("meta")
-    flops = FlopCounterMode(display=False)
-    with flops, Calls():
-        out = probe.nll(x, y)[0] if hasattr(probe, "nll") else probe(x)
-        out.float().sum().backward()
-    return float(flops.get_total_flops()), Calls.n
+    losses = [lambda: probe.nll(x, y)[0]] if hasattr(probe, "nll") else []
+    for loss in [*losses, lambda: probe(x)]:
+        flops, Calls.n = FlopCounterMode(display=False), 0
+        try:
+            # Padding masks select by value too: counted as if every position were kept (an upper bound).
+            with fx_config.patch(meta_nonzero_assume_all_nonzero=True), flops, Calls():
+                loss().float().sum().backward()
+        except (NotImplementedError, RuntimeError):
+            probe.zero_grad(set_to_none=True)
+            continue
+        return float(flops.get_total_flops()), Calls.n
+    raise RuntimeError(f"{type(net).__name__} does not run on the meta device")
 
 
 def threads_for(flops: float, calls: int, cores: int) -> int:
