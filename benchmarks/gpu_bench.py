@@ -19,7 +19,6 @@ import tempfile
 import time
 
 import torch
-
 from common import compose
 
 # Dense bf16 peak of the card, for MFU (vendor figures, no sparsity).

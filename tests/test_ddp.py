@@ -20,7 +20,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def train(tmp: Path, name: str, *overrides: str) -> tuple[Path, dict]:
     out = tmp / name
-    res = cli("-m", "sweeplab.train", *COMMON, *overrides, f"hydra.run.dir={out}", cwd=tmp, env={"OMP_NUM_THREADS": "1"})
+    env = {"OMP_NUM_THREADS": "1"}
+    res = cli("-m", "sweeplab.train", *COMMON, *overrides, f"hydra.run.dir={out}", cwd=tmp, env=env)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     return out, json.loads((out / "metrics.json").read_text())
 
