@@ -10,15 +10,17 @@ The policy, a callback every run has:
 - otherwise the run starts on one thread (data set-up, the network's construction). At the first training
   batch the work of a step is counted on the meta device (``estimate_step``: no memory, no compute): more
   threads only where the average operator is large enough to gain (``MIN_FLOPS_PER_OP``, the crossover
-  measured by benchmarks/threads.py), and only as many as the cores this process may use (affinity mask,
+  bracketed by benchmarks/threads.py), and only as many as the cores this process may use (affinity mask,
   ``OMP_NUM_THREADS``: a parallel launcher's cap, joblib gives each of n_jobs workers cores // n_jobs)
   that other processes are not using (``/proc/stat`` less this process's own CPU time). That is looked at
-  again every ``RECHECK_S`` seconds, so a run that took two threads drops to one when the machine fills up.
+  again every ``RECHECK_S`` seconds of training, so a run that took two threads drops to one when the
+  machine fills up.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 
@@ -31,7 +33,7 @@ AUTO = "auto"
 # Mean FLOPs per dispatched operator (forward + backward) from which two threads beat one on an idle 2-core
 # CPU: the crossover benchmarks/threads.py measures (benchmarks/README.md, "Threads").
 MIN_FLOPS_PER_OP = 2.0e6
-RECHECK_S = 30.0
+RECHECK_S = 5.0
 
 
 # ---------------------------------------------------------------- the machine
@@ -78,9 +80,12 @@ class CpuMonitor:
 
 
 def free_cores(cores: int, others: float) -> int:
-    """Of ``cores`` usable ones, those other processes leave free (the machine has os.cpu_count())."""
+    """Of ``cores`` usable ones, those other processes leave free (the machine has os.cpu_count()). A core
+    counts as free only when others use less than a fifth of one: an OpenMP thread that has to wait for a
+    core another process holds stalls every operator (a names MLP step: 0.9 ms on one thread, 173 ms on two
+    with one other busy process, benchmarks/README.md)."""
     total = os.cpu_count() or cores
-    return max(1, min(cores, round(total - others)))
+    return max(1, min(cores, math.floor(total - others + 0.2)))
 
 
 # ---------------------------------------------------------------- the network
