@@ -1,68 +1,79 @@
-"""Framework overhead: ms per training step of a plain PyTorch loop vs the same network, data and optimizer
-run through sweeplab's task + Lightning Trainer (with its default callbacks and CSV logging); and start-up.
+"""Framework overhead: ms per training step of a plain PyTorch loop (A) against the same network, data and
+optimizer step run through sweeplab's task in a Lightning Trainer with the run's callbacks and CSV logging (B).
 
-    python benchmarks/overhead.py [--steps 600] [--threads 1]     # prints JSON
+    python benchmarks/overhead.py [--rounds 5] [--threads 1] [--only names-mlp-b32,lensing-resnet]
+
+The two loops run interleaved, A B A B ..., ``--rounds`` times each, every trial on a fresh network from the
+same seed, timing the steps after a warm-up and within one epoch (no validation in either). Reported per
+case: the median and min–max of A's and B's ms per step over the rounds, and of the per-round ratio B / A.
+One JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+import shutil
+import tempfile
 import time
+from pathlib import Path
+
+from common import compose, machine, spread
+
+# (overrides, warm-up steps, timed steps): the timed steps stay inside the first epoch.
+CASES = {
+    "names-mlp-b32": (["data=names", "model=mlp", "data.batch_size=32"], 30, 400),
+    "names-mlp-b256": (["data=names", "model=mlp", "data.batch_size=256"], 10, 85),
+    "names-lstm-b256": (["data=names", "model=lstm", "data.batch_size=256"], 5, 60),
+    "lensing-densenet_cbam": (["data=lensing", "model=densenet_cbam"], 5, 50),
+    "lensing-resnet": (["data=lensing", "model=resnet"], 5, 50),
+}
+# Only the training steps are timed: no validation pass, no early stopping or progress bar.
+COMMON = ["trainer.limit_val_batches=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null"]
 
 
-def compose(overrides: list[str], out: str):
-    """The job config sweeplab-train would run with ``overrides``, its run dir set to ``out``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+def loss_of(net, batch, smoothing: float):
+    """What the task computes per step, as a plain loop writes it (docs/ARCHITECTURE.md batches)."""
+    import torch.nn.functional as F
 
-    with initialize_config_module(config_module="sweeplab.conf", version_base="1.3"):
-        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = out
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    x, y = batch
+    if hasattr(net, "nll"):
+        total, count = net.nll(x, y)
+        return total / count.clamp(min=1)
+    return F.cross_entropy(net(x), y, label_smoothing=smoothing)
 
 
-def plain_loop(cfg, dm, net, steps: int, warmup: int = 50) -> float:
+def plain_loop(cfg, dm, net, warmup: int, steps: int) -> float:
     import torch
     from hydra.utils import instantiate
 
     opt = instantiate(cfg.optimizer, _convert_="all")(net.parameters())
     clip = cfg.trainer.gradient_clip_val
-    it, t0 = 0, None
-    while True:
-        for x, y in dm.train_dataloader():
-            if it == warmup:
-                t0 = time.perf_counter()
-            total, count = net.nll(x, y)
-            loss = total / count
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-            opt.step()
-            it += 1
-            if it == warmup + steps:
-                return (time.perf_counter() - t0) / steps * 1e3
+    net.train()
+    t0 = 0.0
+    for it, batch in enumerate(dm.train_dataloader(), start=1):
+        if it == warmup + 1:
+            t0 = time.perf_counter()
+        loss = loss_of(net, batch, cfg.loss.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        opt.step()
+        if it == warmup + steps:
+            return (time.perf_counter() - t0) / steps * 1e3
+    raise SystemExit(f"an epoch has fewer than {warmup + steps} batches")
 
 
-def lightning_loop(cfg, dm, net, steps: int, warmup: int = 50) -> float:
-    from pathlib import Path
-
+def sweeplab_loop(cfg, dm, net, warmup: int, steps: int, out: Path) -> float:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.runs.callbacks import RunHistory
+    from sweeplab.runs.checkpoint_io import AtomicCheckpointIO
+    from sweeplab.runs.threads import ThreadPolicy
 
     times = {}
 
@@ -89,72 +100,66 @@ def lightning_loop(cfg, dm, net, steps: int, warmup: int = 50) -> float:
         classes=None,
         factor=cfg.divergence.factor,
         patience=cfg.divergence.patience,
+        initial_tolerance=cfg.initial_loss.tolerance,
     )
-    callbacks = [history, *build_callbacks(cfg)]
+    callbacks = [history, ThreadPolicy(cfg.num_threads), *build_callbacks(cfg), Clock()]
     trainer = instantiate(
         cfg.trainer,
         max_steps=warmup + steps,
-        callbacks=[*callbacks, Clock()],
-        logger=build_loggers(cfg, Path(cfg.paths.output_dir)),
+        callbacks=callbacks,
+        logger=build_loggers(cfg, out),
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=False,
+        enable_checkpointing=True,
     )
     trainer.fit(task, datamodule=dm)
     return (times["t1"] - times["t0"]) / steps * 1e3
 
 
-def startup() -> dict:
-    def timed(args):
-        t0 = time.perf_counter()
-        subprocess.run(args, capture_output=True)
-        return round(time.perf_counter() - t0, 2)
-
-    return {
-        "import_pytorch_lightning_s": timed([sys.executable, "-c", "import pytorch_lightning"]),
-        "reject_bad_override_s": timed([sys.executable, "-m", "sweeplab.train", "model.dropout=1.5"]),
-        "compose_and_print_config_s": timed([sys.executable, "-m", "sweeplab.train", "--cfg", "job"]),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="", help="comma-separated case names: " + ", ".join(CASES))
     args = ap.parse_args()
-    import shutil
+    import logging
 
+    import pytorch_lightning as pl
     import torch
     from hydra.utils import instantiate
 
-    torch.set_num_threads(args.threads)
-    out = "/tmp/sweeplab_bench"
-    # The shipped config, as sweeplab-train composes it: no validation pass (limit_val_batches=0), no
-    # early stopping or progress bar, so that only the training steps are timed.
-    common = ["trainer.limit_val_batches=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null"]
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     rows = []
-    for label, overrides in [
-        ("mlp", ["model=mlp", "data.batch_size=32"]),
-        ("mlp", ["model=mlp", "data.batch_size=256"]),
-        ("lstm-128", ["model=lstm", "model.num_layers=1", "model.dropout=0.0", "data.batch_size=64"]),
-    ]:
-        shutil.rmtree(out, ignore_errors=True)
-        cfg = compose([*overrides, *common, "trainer.accelerator=cpu"], out)
+    for name, (overrides, warmup, steps) in CASES.items():
+        if args.only and name not in args.only.split(","):
+            continue
+        out = Path(tempfile.mkdtemp(prefix="sweeplab_overhead_"))
+        cfg = compose([*overrides, *COMMON, "trainer.accelerator=cpu", f"num_threads={args.threads}"], out)
+        torch.set_num_threads(args.threads)
         dm = instantiate(cfg.data)
-        dm.setup()
-        times = []
-        for loop in (plain_loop, lightning_loop):
-            torch.manual_seed(0)
-            times.append(loop(cfg, dm, instantiate(cfg.model, **dm.model_kwargs()), args.steps))
-        plain, lit = times
+        dm.prepare_data()
+        dm.setup("fit")
+        plain, framework = [], []
+        for _ in range(args.rounds):
+            for loop, times in ((plain_loop, plain), (sweeplab_loop, framework)):
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir(parents=True)
+                pl.seed_everything(cfg.seed, verbose=False)
+                net = instantiate(cfg.model, **dm.model_kwargs())
+                extra = (out,) if loop is sweeplab_loop else ()
+                times.append(loop(cfg, dm, net, warmup, steps, *extra))
+        shutil.rmtree(out, ignore_errors=True)
         rows.append(
             {
-                "model": label,
-                "batch_names": cfg.data.batch_size,
-                "plain_ms_per_step": round(plain, 3),
-                "sweeplab_ms_per_step": round(lit, 3),
-                "ratio": round(lit / plain, 2),
+                "case": name,
+                "params": sum(p.numel() for p in net.parameters()),
+                "steps": steps,
+                "plain_ms": spread(plain),
+                "sweeplab_ms": spread(framework),
+                "ratio": spread([b / a for a, b in zip(plain, framework)]),
             }
         )
-    print(json.dumps({"threads": args.threads, "steps": args.steps, "rows": rows, "startup": startup()}, indent=2))
+    print(json.dumps({"bench": "overhead", "threads": args.threads, "rounds": args.rounds, "rows": rows, **machine()}))
 
 
 if __name__ == "__main__":

@@ -162,6 +162,13 @@ def test_generate_checks_its_options_like_the_command_line(names_run):
         generate(names_run, temprature=0.5)
     with pytest.raises(ConfigError, match=r"greedy=true and beam_size=3 conflict"):
         generate(names_run, greedy=True, beam_size=3)
+    with pytest.raises(ConfigError, match=r"length_penalty=1.0 applies to beam search only: give beam_size=N"):
+        generate(names_run, length_penalty=1.0)
+    with pytest.raises(ConfigError, match=r"length_penalty=-1 is out of range: it must be >= 0"):
+        generate(names_run, beam_size=2, length_penalty=-1.0)
+    # ranked by total / length^penalty, the best of a wide beam is at least as long as by the total
+    plain, longer = (generate(names_run, beam_size=4, length_penalty=p) for p in (0.0, 2.0))
+    assert len(plain) == len(longer) == 4 and len(longer[0]) >= len(plain[0])
     with pytest.raises(ConfigError, match=r"max_new_tokens=99 is out of range: .* must be <= 16"):
         generate(names_run, max_new_tokens=99)
 

@@ -216,9 +216,11 @@ def test_beam_of_width_one_is_greedy(model, tmp_path):
         for p in net.parameters():
             p.mul_(4)  # peakier distributions than at initialisation: the sequences end at EOS
         for prefix in ([0], [0, 5], [0, 3, 7]):
-            greedy = sample(net, prefix, eos_id=0, greedy=True, max_new_tokens=12, max_len=16, banned=[11])[0]
+            greedy = sample(
+                net, prefix, 0, num_samples=1, temperature=1.0, greedy=True, max_new_tokens=12, max_len=16, banned=[11]
+            )[0]
             (beam, logp), *_ = beam_search(
-                net, prefix, eos_id=0, beam_size=1, max_new_tokens=12, max_len=16, banned=[11]
+                net, prefix, 0, beam_size=1, max_new_tokens=12, length_penalty=0.0, max_len=16, banned=[11]
             )
             assert beam == greedy, (seed, prefix)
             # and its score is the greedy sequence's log-probability
@@ -368,25 +370,28 @@ def test_metrics_of_two_ranks_merged_equal_one_device():
     assert alone["confusion"].sum() < single["confusion"].sum() and alone["auc"] != pytest.approx(single["auc"])
 
 
-def test_classifier_test_split_through_lightning(tmp_path, monkeypatch):
-    """Batches through Trainer.test: the logged metrics are those of the whole split, and the task hands
-    back figures and a record block instead of writing files."""
+@pytest.mark.parametrize("tta", [[], ["rot90"]], ids=["plain", "rot90"])
+def test_classifier_test_split_through_lightning(tmp_path, monkeypatch, tta):
+    """Batches through Trainer.test: the logged metrics are those of the whole split (scored on the mean
+    probabilities of the test-time views when there are any), and the task hands back figures and a record
+    block instead of writing files."""
     from matplotlib.figure import Figure
     from torch.utils.data import DataLoader, TensorDataset
 
-    _cfg, task = classifier(tmp_path / "cfg")
+    _cfg, task = classifier(tmp_path / "cfg", f"task.test_time_augment=[{','.join(tta)}]")
     monkeypatch.chdir(tmp_path / "cfg")
     x, y = torch.rand(10, 1, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     logged = trainer.test(task, DataLoader(TensorDataset(x, y), batch_size=4), verbose=False)[0]
     with torch.no_grad():
-        logits = task.net.eval()(x)
-    probs = logits.softmax(-1)
+        net = task.net.eval()
+        turns = range(4) if tta else (0,)
+        probs = torch.stack([net(torch.rot90(x, k, dims=(-2, -1))).softmax(-1) for k in turns]).mean(0)
     want = hand_metrics(probs, y.tolist(), 3)
     assert logged["test/acc"] == pytest.approx(want["acc"], abs=1e-6)
     assert logged["test/f1"] == pytest.approx(want["f1"], abs=1e-6)
     assert logged["test/auc_1"] == pytest.approx(want["aucs"][1], abs=1e-6)  # no datamodule: classes by number
-    assert logged["test/loss"] == pytest.approx(float(F.cross_entropy(logits, y)), abs=1e-5)
+    assert logged["test/loss"] == pytest.approx(float(F.nll_loss(probs.log(), y)), abs=1e-5)
     files = task.artifacts(None)
     assert set(files) == {"roc.png", "confusion.png"} and all(isinstance(f, Figure) for f in files.values())
     block = task.record_fields()["classification"]

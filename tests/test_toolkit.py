@@ -335,19 +335,29 @@ def test_tbptt_needs_a_recurrent_model_and_no_accumulation():
 
 
 # ---------------------------------------------------------------- the initial loss
+HISTORY = {
+    "monitor": "val/loss",
+    "check_every": 1000,
+    "classes": 27,
+    "factor": 3.0,
+    "patience": 3,
+    "initial_tolerance": 0.25,
+}
+
+
 def test_first_loss_far_from_log_classes_is_warned_about(caplog):
     from sweeplab.runs.callbacks import RunHistory
 
     trainer = SimpleNamespace(global_step=1, accumulate_grad_batches=1)
     module = SimpleNamespace(automatic_optimization=True)
     for loss, far in ((math.log(27) * 1.1, False), (9.0, True)):
-        history = RunHistory("val/loss", check_every=1000, classes=27, initial_tolerance=0.25)
+        history = RunHistory(**HISTORY)
         with caplog.at_level(logging.WARNING, logger="sweeplab"):
             caplog.clear()
             history.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, None, 0)
         assert history.initial == {"loss": pytest.approx(loss), "expected": math.log(27), "classes": 27, "far": far}
         assert ("the loss of a uniform guess" in caplog.text) is far
-    resumed = RunHistory("val/loss", check_every=1000, classes=27)
+    resumed = RunHistory(**HISTORY)
     resumed.on_train_batch_end(SimpleNamespace(global_step=500), module, {"loss": torch.tensor(9.0)}, None, 0)
     assert resumed.initial is None  # a resumed run's first loss is no initial loss
 

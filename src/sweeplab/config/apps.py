@@ -50,6 +50,7 @@ class GenerateConf:
     top_p: Optional[float] = field(metadata={"gt": 0, "le": 1})
     greedy: bool
     beam_size: Optional[int] = field(metadata={"ge": 1})
+    length_penalty: float = field(metadata={"ge": 0})
     prefix: str
     max_new_tokens: Optional[int] = field(metadata={"ge": 1})
     seed: int = field(metadata={"ge": 0})
@@ -112,6 +113,10 @@ def check_generation(cfg: DictConfig) -> None:
         raise ConfigError(
             f"greedy=true and beam_size={cfg.beam_size} conflict: greedy decoding is beam search with one beam; "
             "give one of them"
+        )
+    if cfg.length_penalty and cfg.beam_size is None:
+        raise ConfigError(
+            f"length_penalty={cfg.length_penalty} applies to beam search only: give beam_size=N, or drop it"
         )
     for mode, why in (
         ("greedy=true" if cfg.greedy else None, "greedy decoding always takes the most likely token"),

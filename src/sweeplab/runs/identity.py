@@ -27,6 +27,7 @@ PRESENTATION = (
     "overwrite",
     "task_name",
     "num_threads",
+    "initial_loss",  # only warns
     "logger",
     "callbacks.progress_bar",
     "callbacks.lr_monitor",
@@ -47,6 +48,7 @@ RESUMABLE = (
     "trainer.min_steps",
     "callbacks.early_stopping",
     "test",
+    "compile",  # the same network, compiled or not: a run may go on on another machine
 )
 SMALL_FILE = 4 << 20  # files up to this size are hashed; larger ones are identified by size and mtime
 

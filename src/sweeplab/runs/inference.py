@@ -103,9 +103,9 @@ def _vocab(restored: Restored):
 def generate(run: str | Path, **options: Any) -> list[str]:
     """Texts continuing ``prefix`` from ``run`` (a run dir or a .ckpt), each with its prefix, e.g.
     ``generate(run, num_samples=5, temperature=0.8, top_k=5)``. Options: num_samples, temperature, top_k,
-    top_p, greedy, beam_size, prefix, max_new_tokens, seed, accelerator. Sampling gives num_samples texts,
-    greedy decoding one, beam search its beam_size best. A prefix with characters (or tokens) outside the
-    vocabulary warns once, naming them: the model reads them as <unk>."""
+    top_p, greedy, beam_size, length_penalty, prefix, max_new_tokens, seed, accelerator. Sampling gives
+    num_samples texts, greedy decoding one, beam search its beam_size best. A prefix with characters (or
+    tokens) outside the vocabulary warns once, naming them: the model reads them as <unk>."""
     import torch
 
     from sweeplab.tasks.generation import beam_search, sample
@@ -148,7 +148,14 @@ def generate(run: str | Path, **options: Any) -> list[str]:
     banned = [i for i in (vocab.pad_id, vocab.bos_id, vocab.unk_id) if i is not None and i != vocab.eos_id]
     if opts.beam_size is not None:
         found = beam_search(
-            net, ids, vocab.eos_id, beam_size=opts.beam_size, max_new_tokens=max_new, max_len=max_len, banned=banned
+            net,
+            ids,
+            vocab.eos_id,
+            beam_size=opts.beam_size,
+            max_new_tokens=max_new,
+            length_penalty=opts.length_penalty,
+            max_len=max_len,
+            banned=banned,
         )
         outs = [o for o, _ in found]
     else:

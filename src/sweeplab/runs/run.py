@@ -65,6 +65,10 @@ def run_job(cfg: DictConfig, ctx: RunContext) -> JobResult:
     """Run one job. Bad input found before an attempt starts (config, a run dir that is taken or holds a run)
     raises a UserError in a single run, and is a ``refused`` result in a sweep (the run dir left as it was)."""
     out = Path(ctx.run_dir)
+    from sweeplab.runs.distributed import run_worker, worker_rank
+
+    if worker_rank() > 0:  # one of several ranks of a DDP run: rank 0 owns the run dir (runs/distributed.py)
+        return JobResult("completed", run_worker(cfg, ctx), out, {})
     try:
         validate(cfg, ctx.choices)
         lock = DirLock(out).acquire()
