@@ -90,8 +90,8 @@ def main() -> None:
     for r in table:
         status = "" if r["status"] == "completed" else f" ({r['status']})"
         print(
-            f"| {r['fsub']} | {r['model']} | {r['setting']}{status} | {fmt(r['auc'])} | {fmt(r['acc'])} | "
-            f"{fmt(r['f1'])} | {fmt(r['val_auc'])} | {fmt(r['params'], ',')} | {r['epochs']} | "
+            f"| {r['fsub']} | {r['model']} | {r['setting']}{status} | {fmt(r['auc'], '.4f')} | {fmt(r['acc'])} | "
+            f"{fmt(r['f1'])} | {fmt(r['val_auc'], '.4f')} | {fmt(r['params'], ',')} | {r['epochs']} | "
             f"{fmt(r['minutes'], '.1f')} |"
         )
 
