@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,42 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | N
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
     )
+
+
+SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def launch(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """Start ``args`` in the background, its output (stdout and stderr) going to ``log``."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            args, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **SUBPROCESS_ENV}
+        )
+
+
+def wait_for(
+    predicate, proc: subprocess.Popen | None = None, timeout: float = 240, what: str = "", log: Path | None = None
+) -> None:
+    """Poll ``predicate`` until it holds; fail when ``proc`` ends first or after ``timeout`` seconds (with the
+    end of ``log`` in the message)."""
+    deadline = time.time() + timeout
+    while not predicate():
+        tail = f":\n{log.read_text()[-3000:]}" if log is not None and log.is_file() else ""
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process ended (rc {proc.returncode}) before {what}{tail}")
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}{tail}")
+        time.sleep(0.05)
+
+
+def kill_when(proc: subprocess.Popen, predicate, what: str, log: Path, settle: float = 0.0) -> None:
+    """SIGKILL ``proc`` once ``predicate`` holds (and ``settle`` seconds later); killed whatever happens."""
+    try:
+        wait_for(predicate, proc, timeout=300, what=what, log=log)
+        time.sleep(settle)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import cli
+from conftest import SUBPROCESS_ENV as ENV
+from conftest import cli, launch, wait_for
 
 # A names MLP at batch 256: 101 steps an epoch, ~0.3 s each epoch on one thread.
 FAST = [
@@ -27,26 +27,10 @@ FAST = [
     "callbacks.progress_bar=null",
     "callbacks.early_stopping=null",
 ]
-ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def train_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "sweeplab.train", *args]
-
-
-def launch(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(args, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
-
-
-def wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 240, what: str = "") -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended (rc {proc.returncode}) before {what}")
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def record(run: Path) -> dict:

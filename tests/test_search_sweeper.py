@@ -6,17 +6,13 @@ parallel launcher."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import cli
+from conftest import cli, kill_when, launch
 
 QUIET = ["debug=limit", "callbacks.progress_bar=null"]
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -149,24 +145,9 @@ def continued(tmp_path_factory):
         f"hydra.sweep.dir={sweep_dir}",
     ]
     log = tmp / "killed.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeplab.train", "-m", *args, "hydra.sweeper.n_trials=2", *QUIET],
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"},
-        )
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and not list(sweep_dir.glob("0_*/checkpoints/last.ckpt")):
-            assert proc.poll() is None, (
-                f"the search ended before its first trial wrote a checkpoint:\n{log.read_text()}"
-            )
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)  # the basic launcher runs the trial in the sweep's own process
-        proc.wait(timeout=60)
+    proc = launch([sys.executable, "-m", "sweeplab.train", "-m", *args, "hydra.sweeper.n_trials=2", *QUIET], tmp, log)
+    # the basic launcher runs the trial in the sweep's own process: killing it kills the trial
+    kill_when(proc, lambda: any(sweep_dir.glob("0_*/checkpoints/last.ckpt")), "the first trial wrote a checkpoint", log)
     killed = metrics(jobs(sweep_dir)[0])
     resumed = sweep(*args, "hydra.sweeper.n_trials=2", cwd=tmp)
     after_resume = [(t.state.name, t.user_attrs.get("job")) for t in study(sweep_dir, "names_optuna").trials]

@@ -9,15 +9,12 @@ import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_image, cli
+from conftest import assert_image, cli, kill_when, launch
 
 QUIET = ["debug=limit", "callbacks.progress_bar=null"]
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -123,25 +120,11 @@ def killed_and_resumed(tmp_path_factory):
         f"hydra.sweep.dir={sweep_dir}",
     ]
     log = tmp / "first_launch.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeplab.train", "-m", *args, *QUIET],
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"},
-        )
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and not list(sweep_dir.glob("1_*/checkpoints/last.ckpt")):
-            assert proc.poll() is None, (
-                f"the sweep ended before its second job wrote a checkpoint:\n{log.read_text()[-3000:]}"
-            )
-            time.sleep(0.05)
-        time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGKILL)  # the basic launcher runs the job in the sweep's own process
-        proc.wait(timeout=60)
+    proc = launch([sys.executable, "-m", "sweeplab.train", "-m", *args, *QUIET], tmp, log)
+    # the basic launcher runs the job in the sweep's own process: killing it kills the job
+    kill_when(
+        proc, lambda: any(sweep_dir.glob("1_*/checkpoints/last.ckpt")), "the second job wrote a checkpoint", log, 0.3
+    )
     first, second = jobs(sweep_dir)
     before = {"first": metrics(first), "second": metrics(second), "csv": read_csv(second / "metrics.csv")}
     res = sweep(*args, cwd=tmp)
