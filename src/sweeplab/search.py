@@ -20,8 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweeplab.config import apps
-
-PROG = "sweeplab-search"
+from sweeplab.runs.search_index import PROG, search  # light: torch is imported when a search runs
 
 
 def show_code(code: str) -> str:
@@ -70,7 +69,6 @@ def positional_query(argv: list[str]) -> list[str]:
 def app(cfg: DictConfig) -> None:
     with apps.exit_on_user_error(PROG):
         from sweeplab.runs.inference import quiet_lightning
-        from sweeplab.runs.search_index import search
 
         quiet_lightning()
         matches = search(**cfg)
