@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import cli
+from conftest import cli, launch, wait_for
 
 NAMES_MODELS = ["ngram", "mlp", "rnn", "lstm", "gru", "peephole_lstm", "cnn", "transformer"]
 
@@ -100,33 +97,17 @@ def test_nan_loss_stops_the_run_as_diverged(run_job, tmp_path):
 
 def test_ctrl_c_records_interrupted(tmp_path):
     """SIGINT mid-training: the run stops, metrics.json says interrupted, the exit code is non-zero."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sweeplab.train",
-            f"paths.log_dir={tmp_path}",
-            "trainer.max_epochs=50",
-            "callbacks.progress_bar=null",
-            "callbacks.early_stopping=null",
-            "data.batch_size=64",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    deadline = time.time() + 180
-    csvs = []
-    while time.time() < deadline and not csvs:
-        time.sleep(0.5)
-        csvs = list(tmp_path.glob("train/runs/*/metrics.csv"))
-    assert csvs, "training never started"
+    log = tmp_path / "train.out"
+    args = ["paths.log_dir=" + str(tmp_path), "trainer.max_epochs=50", "callbacks.progress_bar=null"]
+    args += ["callbacks.early_stopping=null", "data.batch_size=64"]
+    proc = launch([sys.executable, "-m", "sweeplab.train", *args], tmp_path, log)
+    wait_for(lambda: any(tmp_path.glob("train/runs/*/metrics.csv")), proc, 180, "training started", log)
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    output = log.read_text()
     assert proc.returncode != 0
-    m = json.loads((csvs[0].parent / "metrics.json").read_text())
+    (run,) = {p.parent for p in tmp_path.glob("train/runs/*/metrics.csv")}
+    m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "interrupted", output[-2000:]
     assert m["steps"] > 0
 
