@@ -3,7 +3,10 @@ process) against the same sweep packed across the cores (``hydra/launcher=packed
 thread per job). Each is a real ``sweeplab-train -m`` launch, timed from start to exit (sweep summary
 included), interleaved A B A B over ``--rounds``. One JSON line.
 
-    python benchmarks/sweep_throughput.py [--rounds 2] [GRID OVERRIDES ...]
+The default grid is the README's 12-job names sweep (the default names MLP, ~16 s a job); ``--short`` times a
+grid of ~2 s jobs, where the fixed cost of a launch (Python, Hydra, the torch + Lightning import) weighs most.
+
+    python benchmarks/sweep_throughput.py [--rounds 2] [--short] [GRID OVERRIDES ...]
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 
 from common import machine, spread
 
-GRID = [
+GRID = ["scheduler=constant,cosine,step", "model.dropout=0,0.2", "seed=1,2"]  # README "Sweeps"
+SHORT_GRID = [
     "data=names",
     "model=mlp",
     "data.batch_size=256",
@@ -46,9 +50,10 @@ def sweep(grid: list[str], extra: list[str], sweep_dir: Path, env: dict) -> tupl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("grid", nargs="*", help="the sweep's overrides (default: a 12-job names MLP grid)")
+    ap.add_argument("--short", action="store_true", help="the grid of ~2 s jobs instead of the README's")
+    ap.add_argument("grid", nargs="*", help="the sweep's overrides (default: the README's 12-job names grid)")
     args = ap.parse_args()
-    grid = args.grid or GRID
+    grid = args.grid or (SHORT_GRID if args.short else GRID)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     seconds = {name: [] for name in LAUNCHERS}
     jobs = 0

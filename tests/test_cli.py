@@ -98,6 +98,21 @@ def test_eval_of_a_classifier_reproduces_its_metrics(classifier_run):
     assert again["test/loss"] == pytest.approx(m["final"]["test/loss"], rel=1e-4)
 
 
+def test_eval_of_a_checkpoint_from_before_a_task_key_existed(classifier_run, tmp_path):
+    """A checkpoint whose config lacks a key the task option gained later (task.channels_last) is rebuilt with
+    the option's current value and scores as it did."""
+    import torch
+
+    run = tmp_path / "older"
+    shutil.copytree(classifier_run, run)
+    for path in (run / "checkpoints").glob("*.ckpt"):
+        ckpt = torch.load(path, weights_only=True)
+        del ckpt["sweeplab"]["config"]["task"]["channels_last"]
+        torch.save(ckpt, path)
+    m = json.loads((classifier_run / "metrics.json").read_text())
+    assert evaluate(run)["test/acc"] == pytest.approx(m["final"]["test/acc"], abs=1e-6)
+
+
 def test_eval_on_a_read_only_run_dir_prints_the_metrics_and_warns(names_run, tmp_path):
     run = tmp_path / "readonly"
     shutil.copytree(names_run, run)

@@ -431,6 +431,18 @@ def test_stem_stride_keeps_or_halves_the_resolution():
     assert full(x).shape[-1] == 32 and halved(x).shape[-1] == 16
 
 
+def test_resnet_downsamples_by_stride_or_max_pool():
+    """model.downsample: the same resolutions stage by stage, by a stride-2 conv or by a 2×2 max-pool."""
+    by = {d: network("resnet", 32, 4, 1, f"model.downsample={d}") for d in ("stride", "maxpool")}
+    strided = [m for m in by["stride"].modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == 2 * 3 and not any(isinstance(m, torch.nn.MaxPool2d) for m in by["stride"].modules())
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in by["maxpool"].modules()) == 3
+    assert not any(isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1) for m in by["maxpool"].modules())
+    x = torch.randn(2, 1, 32, 32)
+    shapes = {d: net.features(x).shape for d, net in by.items()}
+    assert shapes["stride"] == shapes["maxpool"] == (2, 4 * 2**3, 4, 4)
+
+
 def classifier_task(*overrides: str, size: int = 16):
     """The classifier task of data=lensing, built as the run builds it, with a tiny dropout-free ResNet."""
     import tempfile
@@ -587,3 +599,24 @@ def test_short_training_beats_chance(run_job, lensing_cache):
 
     again = evaluate(out)
     assert again["test/auc"] == pytest.approx(m["final"]["test/auc"], abs=1e-5)
+
+
+def test_channels_last_computes_the_same_step_as_nchw():
+    """task.channels_last (the default) converts the convolutions' weights and each batch to NHWC: the same
+    logits, loss and gradients as PyTorch's default layout."""
+    tasks = {}
+    for flag in ("true", "false"):
+        torch.manual_seed(0)
+        tasks[flag] = classifier_task(f"task.channels_last={flag}")
+    nhwc, nchw = tasks["true"], tasks["false"]
+    conv = next(m for m in nhwc.net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    x, y = torch.randn(6, 1, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    losses = [t.training_step((x, y), 0) for t in (nhwc, nchw)]
+    assert torch.allclose(*losses, atol=1e-5)
+    for loss in losses:
+        loss.backward()
+    grads = [[m.weight.grad for m in t.net.modules() if isinstance(m, torch.nn.Conv2d)] for t in (nhwc, nchw)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+    with torch.no_grad():
+        assert torch.allclose(nhwc.eval().predict_proba(x), nchw.eval().predict_proba(x), atol=1e-5)

@@ -259,6 +259,7 @@ class ClassifierTaskConf(Target):
     mixup_alpha: float = spec(ge=0)
     cutmix_alpha: float = spec(ge=0)
     test_time_augment: list[str] = spec(choices=("rot90", "flip"))  # tasks/classifier.py
+    channels_last: bool = spec()
 
 
 # ---------------------------------------------------------------- models (language models)
@@ -359,6 +360,7 @@ class DenseNetCBAMConf(ImageNetConf):
 @dataclass
 class ResNetConf(ImageNetConf):
     stages: int = spec(ge=1)
+    downsample: str = spec(choices=("stride", "maxpool"))  # models/resnet.py
 
 
 # ---------------------------------------------------------------- optimizer

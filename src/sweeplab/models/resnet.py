@@ -2,7 +2,9 @@
 
 stem: conv 3×3 with stride `stem_stride` (+ max-pool 2 for images over 96 px)
 `stages` stages of `depth` basic blocks (conv3×3-BN-ReLU-conv3×3-BN + shortcut), width·2^i channels;
-every stage after the first halves the resolution
+every stage after the first halves the resolution: `downsample` stride (He et al.: its first block's first
+conv and shortcut have stride 2) or maxpool (a 2×2 max-pool before the stage, as plain CNNs do: a feature of
+a pixel or two, like a subhalo's dent in an arc, survives a max where a strided conv samples past it)
 head: global average pool, Dropout, Linear(num_classes)
 Stochastic depth (Huang et al. 2016) skips a block's residual branch for a random share of the images in a
 training batch, rising linearly from 0 to `stochastic_depth` at the last block.
@@ -49,16 +51,21 @@ class ResNet(nn.Module):
         stages: int,
         stem_stride: int,
         stochastic_depth: float,
+        downsample: str,
     ):
         super().__init__()
+        if downsample not in ("stride", "maxpool"):
+            raise ValueError(f"downsample: {downsample!r}; choose stride or maxpool")
         self.num_classes = num_classes
         layers: list[nn.Module] = [stem(in_channels, width, image_size, stem_stride)]
         channels = width
         drop_paths = iter(linear_decay(stochastic_depth, stages * depth))
         for s in range(stages):
             out = width * 2**s
+            if s > 0 and downsample == "maxpool":
+                layers.append(nn.MaxPool2d(2))
             for d in range(depth):
-                stride = 2 if s > 0 and d == 0 else 1
+                stride = 2 if s > 0 and d == 0 and downsample == "stride" else 1
                 layers.append(BasicBlock(channels, out, stride=stride, drop_path=next(drop_paths)))
                 channels = out
         self.features = nn.Sequential(*layers)

@@ -32,6 +32,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     from sweeplab.runs.builders import build_callbacks, build_loggers
     from sweeplab.runs.callbacks import RunHistory
     from sweeplab.runs.identity import flatten
+    from sweeplab.runs.memory import tune_allocator
     from sweeplab.runs.plots import plot_curves
     from sweeplab.runs.pruning import search_callbacks
     from sweeplab.runs.resume import ResumeState, continue_csv_logs
@@ -42,6 +43,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, dm, record: RunRecord, ckpt: 
     result = record.current
     stop = GracefulStop(out / "checkpoints" / "last.ckpt").install()
     try:
+        tune_allocator()  # large tensors stay on the heap instead of an mmap per activation per step
         threads = ThreadPolicy(cfg.num_threads)  # one thread from here on; more at the first batch if they pay
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm.prepare_data()

@@ -90,6 +90,27 @@ def datamodule_qualname(ckpt: dict) -> str:
     return meta.get("datamodule") or str(meta["config"]["data"]["_target_"]).rsplit(".", 1)[-1]
 
 
+def with_added_keys(cfg: DictConfig, choices: Mapping[str, Any]) -> DictConfig:
+    """``cfg`` with the keys that the model and task options gained since the run was trained, at their values
+    in the option's YAML now: a checkpoint of an older sweeplab still builds (each key it has stays as it
+    was)."""
+    from importlib.resources import files
+
+    for group in ("model", "task"):
+        choice = choices.get(group)
+        option = files("sweeplab.conf").joinpath(group, f"{choice}.yaml") if choice else None
+        if option is None or not option.is_file() or group not in cfg:
+            continue
+        current = OmegaConf.create(option.read_text())
+        current.pop("defaults", None)
+        if str(current.get("_target_")) != str(cfg[group].get("_target_")):
+            continue  # the option now means another class: nothing of it applies
+        added = {k: v for k, v in current.items() if k not in cfg[group] and "${" not in str(v)}
+        if added:
+            cfg[group] = OmegaConf.merge(cfg[group], added)
+    return cfg
+
+
 def restore(target: str | Path) -> Restored:
     """Rebuild the network of a run dir or checkpoint (RestoreError naming the file if it cannot be)."""
     from hydra.utils import instantiate
@@ -97,7 +118,7 @@ def restore(target: str | Path) -> Restored:
     path = find_checkpoint(target)
     ckpt = load_checkpoint(path)
     meta = ckpt["sweeplab"]
-    cfg = OmegaConf.create(meta["config"])
+    cfg = with_added_keys(OmegaConf.create(meta["config"]), meta.get("choices") or {})
     net = instantiate(cfg.model, **meta["model_kwargs"])
     state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     try:
