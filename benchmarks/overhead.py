@@ -32,7 +32,7 @@ CASES = {
 COMMON = ["trainer.limit_val_batches=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null"]
 
 
-def loss_of(net, batch, smoothing: float):
+def loss_of(net, batch, smoothing: float, fmt=None):
     """What the task computes per step, as a plain loop writes it (docs/ARCHITECTURE.md batches)."""
     import torch.nn.functional as F
 
@@ -40,6 +40,8 @@ def loss_of(net, batch, smoothing: float):
     if hasattr(net, "nll"):
         total, count = net.nll(x, y)
         return total / count.clamp(min=1)
+    if fmt is not None:
+        x = x.contiguous(memory_format=fmt)
     return F.cross_entropy(net(x), y, label_smoothing=smoothing)
 
 
@@ -47,6 +49,10 @@ def plain_loop(cfg, dm, net, warmup: int, steps: int) -> float:
     import torch
     from hydra.utils import instantiate
 
+    # The plain loop uses the layout the task gives an image network (task.channels_last), so A and B differ
+    # only in the framework around the same kernels.
+    fmt = torch.channels_last if cfg.task.get("channels_last") else torch.contiguous_format
+    net.to(memory_format=fmt)
     opt = instantiate(cfg.optimizer, _convert_="all")(net.parameters())
     clip = cfg.trainer.gradient_clip_val
     net.train()
@@ -54,7 +60,7 @@ def plain_loop(cfg, dm, net, warmup: int, steps: int) -> float:
     for it, batch in enumerate(dm.train_dataloader(), start=1):
         if it == warmup + 1:
             t0 = time.perf_counter()
-        loss = loss_of(net, batch, cfg.loss.label_smoothing)
+        loss = loss_of(net, batch, cfg.loss.label_smoothing, fmt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
@@ -128,7 +134,10 @@ def main() -> None:
     import torch
     from hydra.utils import instantiate
 
+    from sweeplab.runs.memory import tune_allocator
+
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    tune_allocator()  # as every run does; here for both loops, which share this process
     rows = []
     for name, (overrides, warmup, steps) in CASES.items():
         if args.only and name not in args.only.split(","):
