@@ -95,7 +95,9 @@ def main() -> None:
                 "eval_speedup": spread([b["eval_ms"] / r["eval_ms"] for b, r in zip(base, got[n, s])]),
             }
         rows.append(row)
-    print(json.dumps({"bench": "image_step", "threads": args.threads, "rounds": args.rounds, "rows": rows, **machine()}))
+    print(
+        json.dumps({"bench": "image_step", "threads": args.threads, "rounds": args.rounds, "rows": rows, **machine()})
+    )
 
 
 if __name__ == "__main__":
