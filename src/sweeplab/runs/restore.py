@@ -101,11 +101,11 @@ def with_added_keys(cfg: DictConfig, choices: Mapping[str, Any]) -> DictConfig:
         option = files("sweeplab.conf").joinpath(group, f"{choice}.yaml") if choice else None
         if option is None or not option.is_file() or group not in cfg:
             continue
-        current = OmegaConf.create(option.read_text())
-        current.pop("defaults", None)
+        current = OmegaConf.to_container(OmegaConf.create(option.read_text()), resolve=False)
         if str(current.get("_target_")) != str(cfg[group].get("_target_")):
             continue  # the option now means another class: nothing of it applies
-        added = {k: v for k, v in current.items() if k not in cfg[group] and "${" not in str(v)}
+        # (interpolations point into the whole config of that time: only plain values are added)
+        added = {k: v for k, v in current.items() if k not in cfg[group] and k != "defaults" and "${" not in str(v)}
         if added:
             cfg[group] = OmegaConf.merge(cfg[group], added)
     return cfg
