@@ -443,6 +443,21 @@ def test_resnet_downsamples_by_stride_or_max_pool():
     assert shapes["stride"] == shapes["maxpool"] == (2, 4 * 2**3, 4, 4)
 
 
+def test_densenet_downsamples_by_average_or_max_pool_and_the_original_keeps_its_own():
+    """model=densenet_cbam's downsample: maxpool convolves the stem at full resolution and max-pools it, and
+    max-pools in the transitions; avgpool is the paper's strided stem and average pools, which the original
+    script's network (densenet_cbam_seed) keeps."""
+    by = {d: network("densenet_cbam", 32, 4, 1, f"model.downsample={d}") for d in ("avgpool", "maxpool")}
+    kinds = {d: [type(m).__name__ for m in net.modules() if isinstance(m, (torch.nn.AvgPool2d, torch.nn.MaxPool2d))]
+             for d, net in by.items()}  # fmt: skip
+    assert kinds == {"avgpool": ["AvgPool2d"] * 2, "maxpool": ["MaxPool2d"] * 3}  # stem + 2 transitions
+    assert by["maxpool"].features[0][0].stride == (1, 1) and by["avgpool"].features[0][0].stride == (2, 2)
+    x = torch.randn(2, 1, 32, 32)
+    assert by["avgpool"].features(x).shape == by["maxpool"].features(x).shape
+    seed = build("model", "data=lensing", "model=densenet_cbam_seed", **FACTS, image_size=32)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in seed.modules())
+
+
 def classifier_task(*overrides: str, size: int = 16):
     """The classifier task of data=lensing, built as the run builds it, with a tiny dropout-free ResNet."""
     import tempfile

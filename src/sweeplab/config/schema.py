@@ -354,6 +354,7 @@ class DenseNetCBAMConf(ImageNetConf):
     reduction: float = spec(gt=0, le=1)
     attention_reduction: int = spec(ge=1)
     neck_dim: int = spec(ge=1)
+    downsample: str = spec(choices=("avgpool", "maxpool"))  # models/densenet_cbam.py
 
 
 @schema("model", "resnet")

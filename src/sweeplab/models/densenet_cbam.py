@@ -1,8 +1,10 @@
 """DenseNet with CBAM attention (the original lensing script's network; Huang et al. 2017, Woo et al. 2018).
 
-    stem: conv 3×3 with stride `stem_stride` (+ max-pool 2 for images over 96 px)
+    stem: conv 3×3 with stride `stem_stride` (downsample=maxpool: a stride-1 conv and a max-pool)
+          (+ max-pool 2 for images over 96 px)
     `blocks` × [dense block of `depth` layers (BN-ReLU-conv1×1(4k)-BN-ReLU-conv3×3(k), concatenated),
-                CBAM (channel then spatial attention), transition (BN-ReLU-conv1×1(reduction·C)-avg-pool 2)]
+                CBAM (channel then spatial attention), transition (BN-ReLU-conv1×1(reduction·C)-pool 2:
+                average as in the paper, `downsample=avgpool`, or max)]
                 (no transition after the last block)
     neck: BN-ReLU, global average pool, Linear(C, neck_dim)-ReLU-Dropout, Linear(neck_dim, num_classes)
 `width` is the growth rate k; `depth` the layers per dense block. Stochastic depth drops a dense layer's new
@@ -17,14 +19,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def stem(in_channels: int, out_channels: int, image_size: int, stride: int) -> nn.Sequential:
+def stem(in_channels: int, out_channels: int, image_size: int, stride: int, maxpool: bool) -> nn.Sequential:
     """Downsampling at once (stride 2) makes every later layer 4× cheaper but blurs features of a pixel or two
-    (a subhalo's dent in an arc at 64 px); images over 96 px get one more halving."""
+    (a subhalo's dent in an arc at 64 px): ``maxpool`` convolves at full resolution and keeps the strongest
+    response of each 2×2 instead of a strided conv's one sample in four. Images over 96 px get one more halving."""
+    pooled = maxpool and stride > 1
     layers = [
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, 3, stride=1 if pooled else stride, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     ]
+    if pooled:
+        layers.append(nn.MaxPool2d(stride))
     if image_size > 96:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -108,12 +114,12 @@ class DenseLayer(nn.Module):
 
 
 class Transition(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, maxpool: bool):
         super().__init__(
             nn.BatchNorm2d(in_channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            nn.AvgPool2d(2),
+            nn.MaxPool2d(2) if maxpool else nn.AvgPool2d(2),
         )
 
 
@@ -133,11 +139,15 @@ class DenseNetCBAM(nn.Module):
         neck_dim: int,
         stem_stride: int,
         stochastic_depth: float,
+        downsample: str,
     ):
         super().__init__()
+        if downsample not in ("avgpool", "maxpool"):
+            raise ValueError(f"downsample: {downsample!r}; choose avgpool or maxpool")
         self.num_classes = num_classes
         channels = 2 * width
-        layers: list[nn.Module] = [stem(in_channels, channels, image_size, stem_stride)]
+        maxpool = downsample == "maxpool"
+        layers: list[nn.Module] = [stem(in_channels, channels, image_size, stem_stride, maxpool)]
         drop_paths = iter(linear_decay(stochastic_depth, blocks * depth))
         for b in range(blocks):
             for _ in range(depth):
@@ -147,7 +157,7 @@ class DenseNetCBAM(nn.Module):
             layers.append(CBAM(channels, attention_reduction))
             if b < blocks - 1:
                 out = max(int(channels * reduction), width)
-                layers.append(Transition(channels, out))
+                layers.append(Transition(channels, out, maxpool))
                 channels = out
         layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)

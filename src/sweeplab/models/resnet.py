@@ -1,6 +1,7 @@
 """ResNet for image classification (He et al. 2016), basic blocks, sized for small images.
 
-stem: conv 3×3 with stride `stem_stride` (+ max-pool 2 for images over 96 px)
+stem: conv 3×3 with stride `stem_stride` (with downsample=maxpool: a stride-1 conv and a max-pool; + max-pool 2
+for images over 96 px)
 `stages` stages of `depth` basic blocks (conv3×3-BN-ReLU-conv3×3-BN + shortcut), width·2^i channels;
 every stage after the first halves the resolution: `downsample` stride (He et al.: its first block's first
 conv and shortcut have stride 2) or maxpool (a 2×2 max-pool before the stage, as plain CNNs do: a feature of
@@ -57,7 +58,7 @@ class ResNet(nn.Module):
         if downsample not in ("stride", "maxpool"):
             raise ValueError(f"downsample: {downsample!r}; choose stride or maxpool")
         self.num_classes = num_classes
-        layers: list[nn.Module] = [stem(in_channels, width, image_size, stem_stride)]
+        layers: list[nn.Module] = [stem(in_channels, width, image_size, stem_stride, downsample == "maxpool")]
         channels = width
         drop_paths = iter(linear_decay(stochastic_depth, stages * depth))
         for s in range(stages):
