@@ -100,7 +100,7 @@ def test_eval_of_a_classifier_reproduces_its_metrics(classifier_run):
 
 def test_eval_of_a_checkpoint_from_before_a_task_key_existed(classifier_run, tmp_path):
     """A checkpoint whose config lacks a key the task option gained later (task.channels_last) is rebuilt with
-    the option's current value and scores as it did."""
+    the value that does what the code did before the key (NCHW here) and scores as it did."""
     import torch
 
     run = tmp_path / "older"
@@ -111,6 +111,22 @@ def test_eval_of_a_checkpoint_from_before_a_task_key_existed(classifier_run, tmp
         torch.save(ckpt, path)
     m = json.loads((classifier_run / "metrics.json").read_text())
     assert evaluate(run)["test/acc"] == pytest.approx(m["final"]["test/acc"], abs=1e-6)
+
+
+def test_keys_added_since_a_run_take_the_value_that_reproduces_it():
+    """model.downsample arrived with max-pool as the ResNet's new default: a ResNet checkpoint from before it
+    is rebuilt strided, as it was trained (the YAML's value now would build another network on the same
+    weights); the DenseNet's is the paper's average pooling; keys a config has stay as they are."""
+    from omegaconf import OmegaConf
+
+    from sweeplab.runs.restore import with_added_keys
+
+    old = OmegaConf.create({"model": {"_target_": "x.ResNet", "width": 8}, "task": {"mixup_alpha": 0.0}})
+    got = with_added_keys(old, {"model": "resnet", "task": "classifier"})
+    assert got.model.downsample == "stride" and got.model.width == 8 and got.task.channels_last is False
+    dense = with_added_keys(OmegaConf.create({"model": {"downsample": "maxpool"}}), {"model": "densenet_cbam"})
+    assert dense.model.downsample == "maxpool"
+    assert with_added_keys(OmegaConf.create({"model": {}}), {"model": "densenet_cbam"}).model.downsample == "avgpool"
 
 
 def test_eval_on_a_read_only_run_dir_prints_the_metrics_and_warns(names_run, tmp_path):

@@ -49,7 +49,9 @@ TRAINER_SET_BY_RUN = ("callbacks", "logger", "enable_checkpointing", "enable_pro
 
 def spec(default: Any = MISSING, **limits: Any):
     """A field with its limits, e.g. ``spec(ge=0, lt=1)``; the value comes from the YAML. A config that has
-    no YAML (a plain dataclass of options) may give its default here instead."""
+    no YAML (a plain dataclass of options) may give its default here instead. A key added to an option after
+    runs were trained with it names ``before=``: the value that does what the code did without the key, which
+    restoring such a run's checkpoint uses (runs/restore.py)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=limits)
     return field(default=default, metadata=limits)
@@ -259,7 +261,7 @@ class ClassifierTaskConf(Target):
     mixup_alpha: float = spec(ge=0)
     cutmix_alpha: float = spec(ge=0)
     test_time_augment: list[str] = spec(choices=("rot90", "flip"))  # tasks/classifier.py
-    channels_last: bool = spec()
+    channels_last: bool = spec(before=False)
 
 
 # ---------------------------------------------------------------- models (language models)
@@ -354,14 +356,14 @@ class DenseNetCBAMConf(ImageNetConf):
     reduction: float = spec(gt=0, le=1)
     attention_reduction: int = spec(ge=1)
     neck_dim: int = spec(ge=1)
-    downsample: str = spec(choices=("avgpool", "maxpool"))  # models/densenet_cbam.py
+    downsample: str = spec(choices=("avgpool", "maxpool"), before="avgpool")  # models/densenet_cbam.py
 
 
 @schema("model", "resnet")
 @dataclass
 class ResNetConf(ImageNetConf):
     stages: int = spec(ge=1)
-    downsample: str = spec(choices=("stride", "maxpool"))  # models/resnet.py
+    downsample: str = spec(choices=("stride", "maxpool"), before="stride")  # models/resnet.py
 
 
 # ---------------------------------------------------------------- optimizer

@@ -91,21 +91,20 @@ def datamodule_qualname(ckpt: dict) -> str:
 
 
 def with_added_keys(cfg: DictConfig, choices: Mapping[str, Any]) -> DictConfig:
-    """``cfg`` with the keys that the model and task options gained since the run was trained, at their values
-    in the option's YAML now: a checkpoint of an older sweeplab still builds (each key it has stays as it
-    was)."""
-    from importlib.resources import files
+    """``cfg`` with the keys that its model and task options gained since the run was trained, each at the value
+    that does what the code did before the key existed (the schema field's ``before``; model.downsample of a
+    ResNet: stride): a checkpoint of an older sweeplab still builds, and builds the network it trained."""
+    from dataclasses import fields
+
+    from sweeplab.config.validate import option_schema
 
     for group in ("model", "task"):
         choice = choices.get(group)
-        option = files("sweeplab.conf").joinpath(group, f"{choice}.yaml") if choice else None
-        if option is None or not option.is_file() or group not in cfg:
+        schema = option_schema(group, choice) if choice and group in cfg else None
+        if schema is None:
             continue
-        current = OmegaConf.to_container(OmegaConf.create(option.read_text()), resolve=False)
-        if str(current.get("_target_")) != str(cfg[group].get("_target_")):
-            continue  # the option now means another class: nothing of it applies
-        # (interpolations point into the whole config of that time: only plain values are added)
-        added = {k: v for k, v in current.items() if k not in cfg[group] and k != "defaults" and "${" not in str(v)}
+        added = {f.name: f.metadata["before"] for f in fields(schema) if "before" in f.metadata}
+        added = {k: v for k, v in added.items() if k not in cfg[group]}
         if added:
             cfg[group] = OmegaConf.merge(cfg[group], added)
     return cfg
