@@ -91,14 +91,15 @@ def datamodule_qualname(ckpt: dict) -> str:
 
 
 def with_added_keys(cfg: DictConfig, choices: Mapping[str, Any]) -> DictConfig:
-    """``cfg`` with the keys that its model and task options gained since the run was trained, each at the value
-    that does what the code did before the key existed (the schema field's ``before``; model.downsample of a
-    ResNet: stride): a checkpoint of an older sweeplab still builds, and builds the network it trained."""
+    """``cfg`` with the keys that its data, model and task options gained since the run was trained, each at
+    the value that does what the code did before the key existed (the schema field's ``before``;
+    model.downsample of a ResNet: stride): a checkpoint of an older sweeplab still builds, and builds the
+    network it trained."""
     from dataclasses import fields
 
     from sweeplab.config.validate import option_schema
 
-    for group in ("model", "task"):
+    for group in ("data", "model", "task"):
         choice = choices.get(group)
         schema = option_schema(group, choice) if choice and group in cfg else None
         if schema is None:
