@@ -437,6 +437,7 @@ class Daemon:
             "running": len(self.jobs),
             "log": str(log_path(self.dir)),
             "idle_minutes": round(self.idle_s / 60, 1),
+            "import_time_env": import_time_env(self.env),
         }
 
     def refusal(self, req: dict, fds: list[int]) -> tuple[str | None, bool]:
@@ -613,6 +614,9 @@ def start(d: Path, idle_minutes: float) -> int:
     running = _ask(d, "status")
     if running:
         print(f"{PROG}: already running (pid {running['pid']}, {running['served']} jobs served)")
+        differ = env_mismatch(running.get("import_time_env", {}), import_time_env(dict(os.environ)))
+        if differ:  # its jobs would all run in their own process from this shell
+            print(f"{PROG}: its {', '.join(differ)} differ from this shell's: `{PROG} stop`, then start it here")
         return 0
     log = log_path(d)
     with open(log, "ab") as out:
