@@ -126,11 +126,13 @@ def home() -> Path:
     return Path(f"/tmp/sweeplab-{os.getuid()}")
 
 
-def private_home() -> Path | None:
-    """``home()``, created if need be; None when it belongs to someone else or others may write to it."""
+def private_home(create: bool = True) -> Path | None:
+    """``home()`` (created if need be and ``create``); None when it is missing, belongs to someone else, or
+    others may write to it."""
     d = home()
     try:
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if create:
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = d.stat()
     except OSError:
         return None
@@ -227,7 +229,7 @@ def forward(prog: str, argv: list[str]) -> int | None:
     daemon takes it (none runs, it serves another environment, its code is out of date): run it here then."""
     if os.environ.get("SWEEPLAB_DAEMON", "1") == "0":
         return None
-    d = private_home()
+    d = private_home(create=False)
     conn = _connect(d) if d is not None else None
     if conn is None:
         return None
@@ -242,7 +244,9 @@ def forward(prog: str, argv: list[str]) -> int | None:
         "limits": {name: resource_limit(name) for name in LIMITS},
     }
     try:
-        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        data = json.dumps(request).encode() + b"\n"
+        sent = socket.send_fds(conn, [data], [0, 1, 2])  # the descriptors travel with the first bytes
+        conn.sendall(data[sent:])
         lines = Lines(conn)
         reply = lines.next()
     except OSError:
@@ -324,11 +328,18 @@ class Daemon:
         # lines go to the run's train.log. The placeholder makes the import here see what a job's sees.
         root, placeholder = logging.getLogger(), logging.NullHandler()
         root.addHandler(placeholder)
+        # Anything asking torch.cuda.is_available() while importing asks NVML, not the CUDA driver: a process
+        # that initialised the driver cannot hand CUDA to a forked child. Jobs see their caller's setting.
+        nvml = "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
+        if nvml:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
         try:
             for name in PRELOAD:
                 importlib.import_module(name)
         finally:
             root.removeHandler(placeholder)
+            if nvml:
+                del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
         self.warm_s = time.perf_counter() - t0
         cuda = [ln for ln in Path("/proc/self/maps").read_text().splitlines() if "libcuda.so" in ln]
         if cuda:  # a forked copy of a process that initialised CUDA cannot use it
@@ -523,6 +534,10 @@ class Daemon:
             os.chdir(req["cwd"])
             os.environ.clear()
             os.environ.update(req["env"])
+            time.tzset()  # the caller's TZ
+            import tempfile
+
+            tempfile.tempdir = None  # found again from the caller's TMPDIR
             os.umask(req["umask"])
             _set_limits(req.get("limits") or {})
             # sys.stdout / sys.stderr now write to the caller's descriptors; buffer them as Python would there
