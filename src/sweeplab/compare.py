@@ -14,12 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from sweeplab.errors import OneLineParser
+
 PROG = "sweeplab-compare"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, like every other sweeplab error (argparse adds the usage)
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _fail(message: object) -> None:
@@ -28,7 +25,7 @@ def _fail(message: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = _Parser(
+    ap = OneLineParser(
         prog=PROG,
         description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -664,7 +664,9 @@ def start(d: Path, idle_minutes: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    from sweeplab.errors import OneLineParser
+
+    ap = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("start", "serve"):
         p = sub.add_parser(name, help="warm a daemon in the background" if name == "start" else argparse.SUPPRESS)

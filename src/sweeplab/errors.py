@@ -6,6 +6,7 @@ A leaf module (standard library only): every layer raises these, and the entry p
 
 from __future__ import annotations
 
+import argparse
 import difflib
 from collections.abc import Iterable
 
@@ -40,3 +41,10 @@ def first_line(e: BaseException) -> str:
     """The first non-blank line of an exception's message (its type's name when it has none)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return lines[0] if lines else type(e).__name__
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, like every other sweeplab error (argparse adds the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
