@@ -97,6 +97,22 @@ def test_a_command_in_the_daemon_leaves_what_a_fresh_process_leaves(warm, tmp_pa
     assert res.stdout.count("epoch 0 step") == fresh.stdout.count("epoch 0 step") == 1  # on the caller's stdout
 
 
+def test_a_packed_sweep_in_the_daemon_ends_when_its_jobs_do(warm, tmp_path):
+    """The job process shuts down as the interpreter would: joblib's workers are told to go at once, instead of
+    the job waiting out their 300 s idle timeout (which it did when only atexit handlers ran)."""
+    before = served(warm)
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=packed", "seed=1,2", *NAMES, f"hydra.sweep.dir={sweep}"]
+    res = subprocess.run(
+        [script("sweeplab-train"), *args], env=warm, cwd=tmp_path, capture_output=True, text=True, timeout=200
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert served(warm) == before + 1
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    assert sorted(r["status"] for r in records) == ["completed", "completed"]
+    assert (sweep / "summary.md").is_file()
+
+
 def test_bad_input_exits_as_it_would_without_the_daemon(warm, tmp_path):
     before = served(warm)
     res = sweeplab(warm, "data=names", "model=lstmm", cwd=tmp_path)

@@ -584,6 +584,7 @@ def run_entry(module: str) -> int:
     report of an uncaught exception, exit handlers run."""
     import atexit
     import importlib
+    import threading
 
     code = 0
     try:
@@ -602,7 +603,8 @@ def run_entry(module: str) -> int:
     except BaseException:
         sys.excepthook(*sys.exc_info())
         code = 1
-    try:
+    try:  # the interpreter's own exit, in its order: threads (and their exit hooks, e.g. joblib's), then atexit
+        threading._shutdown()
         atexit._run_exitfuncs()
     finally:
         for stream in (sys.stdout, sys.stderr):
