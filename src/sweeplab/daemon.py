@@ -24,7 +24,6 @@ This module imports only the standard library at its top: the console scripts im
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -671,7 +670,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("start", "serve"):
-        p = sub.add_parser(name, help="warm a daemon in the background" if name == "start" else argparse.SUPPRESS)
+        what = "warm a daemon in the background" if name == "start" else "be the daemon, in the foreground"
+        p = sub.add_parser(name, help=what)
         p.add_argument("--idle-minutes", type=float, default=120.0, help="exit after this long without a job")
     sub.add_parser("status", help="is one running, and what has it done")
     sub.add_parser("stop", help="stop taking commands; running jobs finish")
