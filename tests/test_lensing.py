@@ -458,6 +458,23 @@ def test_densenet_downsamples_by_average_or_max_pool_and_the_original_keeps_its_
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in seed.modules())
 
 
+def test_densenet_attention_starts_neutral_and_the_original_keeps_its_random_gates():
+    """attention_init=neutral (the default): every CBAM block halves its input twice (channel gate, then spatial
+    gate, both 1/2 everywhere) until training moves it; the original script's network keeps random gates,
+    which scale each position and channel differently."""
+    from sweeplab.models.densenet_cbam import CBAM
+
+    x = torch.rand(2, 16, 8, 8) + 0.1
+    for model, neutral in (("densenet_cbam", True), ("densenet_cbam_seed", False)):
+        net = build("model", "data=lensing", f"model={model}", **FACTS, image_size=32)
+        blocks = [m for m in net.modules() if isinstance(m, CBAM)]
+        assert len(blocks) == 3
+        for cbam in blocks:
+            channels = cbam.channel.mlp[0].in_channels
+            ratio = cbam(x[:, :1].expand(2, channels, 8, 8)) / x[:, :1]
+            assert torch.allclose(ratio, torch.full_like(ratio, 0.25)) == neutral, model
+
+
 def classifier_task(*overrides: str, size: int = 16):
     """The classifier task of data=lensing, built as the run builds it, with a tiny dropout-free ResNet."""
     import tempfile

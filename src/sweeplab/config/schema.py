@@ -357,6 +357,7 @@ class DenseNetCBAMConf(ImageNetConf):
     attention_reduction: int = spec(ge=1)
     neck_dim: int = spec(ge=1)
     downsample: str = spec(choices=("avgpool", "maxpool"), before="avgpool")  # models/densenet_cbam.py
+    attention_init: str = spec(choices=("neutral", "kaiming"), before="kaiming")
 
 
 @schema("model", "resnet")

@@ -7,9 +7,10 @@
                 average as in the paper, `downsample=avgpool`, or max)]
                 (no transition after the last block)
     neck: BN-ReLU, global average pool, Linear(C, neck_dim)-ReLU-Dropout, Linear(neck_dim, num_classes)
-`width` is the growth rate k; `depth` the layers per dense block. Stochastic depth drops a dense layer's new
-features for a random share of the images in a training batch, rising linearly from 0 to
-`stochastic_depth` at the last layer (Huang et al. 2016's linear decay rule).
+`width` is the growth rate k; `depth` the layers per dense block. `attention_init=neutral` starts both CBAM
+gates at 1/2 everywhere (their last layer zeroed); `kaiming` initialises them like every other conv.
+Stochastic depth drops a dense layer's new features for a random share of the images in a training batch,
+rising linearly from 0 to `stochastic_depth` at the last layer (Huang et al. 2016's linear decay rule).
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ class CBAM(nn.Module):
     def forward(self, x):
         return self.spatial(self.channel(x))
 
+    def start_neutral(self) -> None:
+        """Zero the last layer of both gates: each starts at sigmoid(0) = 1/2 everywhere, a uniform scaling, and
+        learns where to look from there. Randomly initialised, the spatial gate starts as a mask that follows
+        the image's brightness (the max over channels is high on the arcs) and hides a faint subhalo's dent."""
+        nn.init.zeros_(self.channel.mlp[2].weight)
+        nn.init.zeros_(self.channel.mlp[2].bias)
+        nn.init.zeros_(self.spatial.conv.weight)
+
 
 class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, growth: int, dropout: float, drop_path: float):
@@ -140,10 +149,13 @@ class DenseNetCBAM(nn.Module):
         stem_stride: int,
         stochastic_depth: float,
         downsample: str,
+        attention_init: str,
     ):
         super().__init__()
         if downsample not in ("avgpool", "maxpool"):
             raise ValueError(f"downsample: {downsample!r}; choose avgpool or maxpool")
+        if attention_init not in ("neutral", "kaiming"):
+            raise ValueError(f"attention_init: {attention_init!r}; choose neutral or kaiming")
         self.num_classes = num_classes
         channels = 2 * width
         maxpool = downsample == "maxpool"
@@ -168,6 +180,10 @@ class DenseNetCBAM(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if attention_init == "neutral":  # after the loop above, which would draw these convs again
+            for m in self.modules():
+                if isinstance(m, CBAM):
+                    m.start_neutral()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, S, S] -> [B, num_classes]
         h = F.adaptive_avg_pool2d(self.features(x), 1)
