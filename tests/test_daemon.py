@@ -178,6 +178,26 @@ def test_a_daemon_whose_code_changed_runs_nothing_and_stops(tmp_path):
         subprocess.run([script("sweeplab-daemon"), "stop"], env=env, capture_output=True, timeout=60)
 
 
+def test_a_daemon_that_does_not_answer_is_an_error_not_a_second_run(tmp_path, monkeypatch, capsys):
+    """It may have started the job before it hung: running the command here as well could run it twice."""
+    import socket
+
+    d = tmp_path / "d"
+    d.mkdir(mode=0o700)
+    monkeypatch.setenv("SWEEPLAB_DAEMON_DIR", str(d))
+    monkeypatch.delenv("SWEEPLAB_DAEMON", raising=False)
+    monkeypatch.setattr(daemon, "ANSWER_S", 0.5)
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(str(daemon.socket_path(d)))
+    hung.listen(1)  # takes the connection, never a word back
+    try:
+        assert daemon.forward("sweeplab-train", ["sweeplab-train", "data=names"]) == 1
+    finally:
+        hung.close()
+    err = capsys.readouterr().err
+    assert err.startswith("sweeplab-train: error: the daemon (") and "did not answer in 0.5 s" in err
+
+
 def test_what_a_job_must_share_with_the_daemon():
     base = {"PATH": "/bin", "OMP_NUM_THREADS": "1", "HOME": "/root"}
     assert daemon.env_mismatch(base, {**base, "PATH": "/usr/bin", "PWD": "/x", "PYTHONUNBUFFERED": "1"}) == []

@@ -112,6 +112,7 @@ RANK_ENV = (
 IMPORT_TIME_ENV += RANK_ENV
 NOT_COMPARED = {"PYTHONUNBUFFERED"}  # applied to the job's own stdout instead
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
+ANSWER_S = 30  # how long a caller waits for the daemon to take or refuse its command
 LIMITS = ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_FSIZE")
 
 
@@ -242,14 +243,24 @@ def forward(prog: str, argv: list[str]) -> int | None:
         "path": list(sys.path),
         "limits": {name: resource_limit(name) for name in LIMITS},
     }
+    conn.settimeout(ANSWER_S)
     try:
         data = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(conn, [data], [0, 1, 2])  # the descriptors travel with the first bytes
         conn.sendall(data[sent:])
         lines = Lines(conn)
         reply = lines.next()
+    except TimeoutError:  # it may have started the job: running it here too could run it twice
+        conn.close()
+        print(
+            f"{prog}: error: the daemon ({socket_path(d)}) did not answer in {ANSWER_S} s; "
+            f"`{PROG} stop` it, or run with SWEEPLAB_DAEMON=0",
+            file=sys.stderr,
+        )
+        return 1
     except OSError:
         reply = None
+    conn.settimeout(None)
     if not reply or "pid" not in reply:
         conn.close()
         if reply and reply.get("refused") and not reply.get("quiet"):
