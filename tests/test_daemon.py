@@ -159,23 +159,32 @@ def test_signals_to_the_command_reach_the_job(warm, tmp_path, sig):
         assert m["attempts"][-1]["error"] == "interrupted (SIGTERM)"
 
 
-def test_a_daemon_whose_code_changed_runs_nothing_and_stops(tmp_path):
-    """A module the daemon imported (here the interpreter's sitecustomize, found on PYTHONPATH) changes on
-    disk: the next command runs in its own process, says why, and the daemon stops serving."""
-    site = tmp_path / "site"
-    site.mkdir()
-    module = site / "sitecustomize.py"
+def test_a_daemon_whose_code_changed_or_whose_environment_differs_runs_nothing(tmp_path, monkeypatch):
+    """A module file the daemon imported changes on disk (or goes): it turns every command away, saying which
+    file, and stops serving. A caller whose import-time variables differ is turned away and told which; a
+    DDP launcher's worker (only its rank differs) quietly."""
+    module = tmp_path / "mod.py"
     module.write_text("")
-    env = start(tmp_path / "d", {"PYTHONPATH": str(site)})
-    try:
-        assert served(env) == 0
-        os.utime(module, ns=(time.time_ns(), time.time_ns() + 10**9))
-        res = sweeplab(env, "data=names", "model=lstmm", cwd=tmp_path)
-        assert res.returncode == 2
-        assert f"running in this process: {module} changed since the daemon started" in res.stderr
-        wait_for(lambda: status(env) is None, timeout=60, what="the stale daemon to stop")
-    finally:
-        subprocess.run([script("sweeplab-daemon"), "stop"], env=env, capture_output=True, timeout=60)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    server = daemon.Daemon(tmp_path, idle_s=60)
+    server.snapshot = {str(module): module.stat().st_mtime_ns}
+    stopped = []
+    monkeypatch.setattr(server, "close", lambda: stopped.append(True))
+    request = {"prog": "sweeplab-train", "env": dict(server.env)}
+    assert server.refusal(request, [0, 1, 2]) == (None, False)
+    assert server.refusal({**request, "prog": "python"}, [0, 1, 2])[0] == "the daemon cannot run 'python'"
+
+    why, quiet = server.refusal({**request, "env": {**server.env, "OMP_NUM_THREADS": "7"}}, [0, 1, 2])
+    assert why.startswith("OMP_NUM_THREADS differs from the daemon's") and not quiet
+    why, quiet = server.refusal({**request, "env": {**server.env, "LOCAL_RANK": "1"}}, [0, 1, 2])
+    assert why.startswith("LOCAL_RANK") and quiet
+    assert not stopped
+
+    os.utime(module, ns=(time.time_ns(), module.stat().st_mtime_ns + 10**9))
+    why, quiet = server.refusal(request, [0, 1, 2])
+    assert why.startswith(f"{module} changed since the daemon started") and not quiet and stopped == [True]
+    module.unlink()
+    assert server.refusal(request, [0, 1, 2])[0].startswith(f"{module} changed since the daemon started")
 
 
 def test_a_daemon_that_does_not_answer_is_an_error_not_a_second_run(tmp_path, monkeypatch, capsys):
