@@ -207,6 +207,34 @@ def test_a_daemon_that_does_not_answer_is_an_error_not_a_second_run(tmp_path, mo
     assert err.startswith("sweeplab-train: error: the daemon (") and "did not answer in 0.5 s" in err
 
 
+def test_a_daemon_that_hangs_up_leaves_the_command_to_run_here_and_says_so(tmp_path, monkeypatch, capsys):
+    import socket
+    import threading
+
+    d = tmp_path / "d"
+    d.mkdir(mode=0o700)
+    monkeypatch.setenv("SWEEPLAB_DAEMON_DIR", str(d))
+    monkeypatch.delenv("SWEEPLAB_DAEMON", raising=False)
+    rude = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    rude.bind(str(daemon.socket_path(d)))
+    rude.listen(1)
+
+    def hang_up():
+        conn, _ = rude.accept()
+        conn.close()
+
+    t = threading.Thread(target=hang_up)
+    t.start()
+    try:
+        assert daemon.forward("sweeplab-train", ["sweeplab-train", "data=names"]) is None
+    finally:
+        t.join(timeout=10)
+        rude.close()
+    err = capsys.readouterr().err  # how the hang-up shows (EOF, a reset, a broken pipe) is the kernel's timing
+    assert err.startswith("sweeplab-train: running in this process: the daemon (") and err.count("\n") == 1
+    assert "without an answer" in err or "did not take the command" in err
+
+
 def test_what_a_job_must_share_with_the_daemon():
     base = {"PATH": "/bin", "OMP_NUM_THREADS": "1", "HOME": "/root"}
     assert daemon.env_mismatch(base, {**base, "PATH": "/usr/bin", "PWD": "/x", "PYTHONUNBUFFERED": "1"}) == []

@@ -258,13 +258,15 @@ def forward(prog: str, argv: list[str]) -> int | None:
             file=sys.stderr,
         )
         return 1
-    except OSError:
-        reply = None
+    except OSError as e:
+        reply = {"refused": f"the daemon ({socket_path(d)}) did not take the command: {e}"}
     conn.settimeout(None)
     if not reply or "pid" not in reply:
         conn.close()
-        if reply and reply.get("refused") and not reply.get("quiet"):
-            print(f"{prog}: running in this process: {reply['refused']}", file=sys.stderr)
+        reply = reply or {}
+        why = reply.get("refused") or f"the daemon ({socket_path(d)}) closed the connection without an answer"
+        if not reply.get("quiet"):
+            print(f"{prog}: running in this process: {why}", file=sys.stderr)
         return None
     return _wait(conn, lines, reply["pid"], prog)
 
