@@ -27,10 +27,10 @@ def script(name: str) -> str:
     return str(BIN / name)
 
 
-def start(d: Path, extra_env: dict | None = None) -> dict:
+def start(d: Path) -> dict:
     d.mkdir(mode=0o700, exist_ok=True)
     d.chmod(0o700)
-    env = {**os.environ, "SWEEPLAB_DAEMON_DIR": str(d), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env = {**os.environ, "SWEEPLAB_DAEMON_DIR": str(d), "PYTHONUNBUFFERED": "1"}
     env.pop("SWEEPLAB_DAEMON", None)
     res = subprocess.run([script("sweeplab-daemon"), "start"], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -47,8 +47,9 @@ def stop(env: dict) -> None:
     wait_for(lambda: status(env) is None, timeout=60, what="the daemon to stop")
 
 
-def sweeplab(env: dict, *args: str, prog: str = "sweeplab-train", cwd: Path | None = None):
-    return subprocess.run([script(prog), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+def sweeplab(env: dict, *args: str, cwd: Path | None = None):
+    cmd = [script("sweeplab-train"), *args]
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -187,40 +188,35 @@ def test_a_daemon_whose_code_changed_or_whose_environment_differs_runs_nothing(t
     assert server.refusal(request, [0, 1, 2])[0].startswith(f"{module} changed since the daemon started")
 
 
-def test_a_daemon_that_does_not_answer_is_an_error_not_a_second_run(tmp_path, monkeypatch, capsys):
-    """It may have started the job before it hung: running the command here as well could run it twice."""
+@pytest.fixture
+def fake_daemon(tmp_path, monkeypatch):
+    """A socket where this environment's daemon would listen, which nobody serves: the test says what it does."""
     import socket
 
     d = tmp_path / "d"
     d.mkdir(mode=0o700)
     monkeypatch.setenv("SWEEPLAB_DAEMON_DIR", str(d))
     monkeypatch.delenv("SWEEPLAB_DAEMON", raising=False)
-    monkeypatch.setattr(daemon, "ANSWER_S", 0.5)
-    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    hung.bind(str(daemon.socket_path(d)))
-    hung.listen(1)  # takes the connection, never a word back
-    try:
-        assert daemon.forward("sweeplab-train", ["sweeplab-train", "data=names"]) == 1
-    finally:
-        hung.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(daemon.socket_path(d)))
+    sock.listen(1)
+    yield sock
+    sock.close()
+
+
+def test_a_daemon_that_does_not_answer_is_an_error_not_a_second_run(fake_daemon, monkeypatch, capsys):
+    """It may have started the job before it hung: running the command here as well could run it twice."""
+    monkeypatch.setattr(daemon, "ANSWER_S", 0.5)  # the fake takes the connection, never a word back
+    assert daemon.forward("sweeplab-train", ["sweeplab-train", "data=names"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sweeplab-train: error: the daemon (") and "did not answer in 0.5 s" in err
 
 
-def test_a_daemon_that_hangs_up_leaves_the_command_to_run_here_and_says_so(tmp_path, monkeypatch, capsys):
-    import socket
+def test_a_daemon_that_hangs_up_leaves_the_command_to_run_here_and_says_so(fake_daemon, capsys):
     import threading
 
-    d = tmp_path / "d"
-    d.mkdir(mode=0o700)
-    monkeypatch.setenv("SWEEPLAB_DAEMON_DIR", str(d))
-    monkeypatch.delenv("SWEEPLAB_DAEMON", raising=False)
-    rude = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    rude.bind(str(daemon.socket_path(d)))
-    rude.listen(1)
-
     def hang_up():
-        conn, _ = rude.accept()
+        conn, _ = fake_daemon.accept()
         conn.close()
 
     t = threading.Thread(target=hang_up)
@@ -229,7 +225,6 @@ def test_a_daemon_that_hangs_up_leaves_the_command_to_run_here_and_says_so(tmp_p
         assert daemon.forward("sweeplab-train", ["sweeplab-train", "data=names"]) is None
     finally:
         t.join(timeout=10)
-        rude.close()
     err = capsys.readouterr().err  # how the hang-up shows (EOF, a reset, a broken pipe) is the kernel's timing
     assert err.startswith("sweeplab-train: running in this process: the daemon (") and err.count("\n") == 1
     assert "without an answer" in err or "did not take the command" in err
